@@ -1,0 +1,66 @@
+"""Process-wide settings of the tunnel codecs and client, in the spirit of ``odps.options``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import zoneinfo
+from dataclasses import dataclass
+
+__all__ = ["options", "TunnelOptions", "resolve_timezone"]
+
+
+@dataclass
+class TunnelOptions:
+    """Settings read when a reader or writer is created.
+
+    local_timezone: how naive DATETIME and TIMESTAMP values are read and written. ``None``
+        (the default, as in pyodps) means the process's local zone; ``False`` or ``"UTC"``
+        mean UTC; any IANA name selects that zone.
+    string_as_binary: STRING values are read as ``bytes`` and written without UTF-8 checks.
+    require_stream_footer: a record body that ends without its count and checksum footer is
+        an error. pyodps defaults to accepting it silently; we do not, because it hides
+        lost rows.
+    chunk_size: size of the chunks handed to the HTTP layer and of Arrow frames.
+    block_buffer_size: bytes a buffered writer collects before it sends a block.
+    retry_times: how many times a reader re-opens its stream after a failure.
+    """
+
+    local_timezone: str | bool | None = None
+    string_as_binary: bool = False
+    require_stream_footer: bool = True
+    chunk_size: int = 65536
+    block_buffer_size: int = 20 * 1024 * 1024
+    retry_times: int = 4
+
+
+options = TunnelOptions()
+
+
+def _system_zone() -> _dt.tzinfo:
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as fh:
+            return zoneinfo.ZoneInfo.from_file(fh, key="localtime")
+    except OSError:
+        return _dt.UTC
+
+
+def resolve_timezone(setting: str | bool | _dt.tzinfo | None = None) -> _dt.tzinfo:
+    """The zone naive datetimes are interpreted in, for a ``local_timezone`` setting."""
+    if setting is None:
+        setting = options.local_timezone
+    if isinstance(setting, _dt.tzinfo):
+        return setting
+    if setting is None or setting is True:
+        return _system_zone()
+    if setting is False:
+        return _dt.UTC
+    if setting.upper() == "UTC":
+        return _dt.UTC
+    return zoneinfo.ZoneInfo(setting)

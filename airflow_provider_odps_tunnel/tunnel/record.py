@@ -1,0 +1,151 @@
+"""Rows as :class:`Record` objects, with validation that names the offending column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .errors import RecordValidationError
+from .schema import Column, TableSchema
+
+__all__ = ["Record"]
+
+
+class Record:
+    """One row: values by position or by (case-insensitive) column name.
+
+    Every assignment is validated against the column's type; a bad value raises
+    :class:`RecordValidationError` naming the column, its type and the value. Iterating
+    yields ``(name, value)`` pairs, as pyodps does.
+    """
+
+    __slots__ = ("_columns", "_values", "_index", "_n_data")
+
+    def __init__(
+        self,
+        columns: Sequence[Column] | None = None,
+        schema: TableSchema | None = None,
+        values: Sequence[Any] | None = None,
+    ):
+        if columns is None:
+            if schema is None:
+                raise ValueError("a Record needs columns or a schema")
+            columns = schema.columns
+            index = schema._index
+            n_data = len(schema.simple_columns)
+        else:
+            index = {c.name.lower(): i for i, c in enumerate(columns)}
+            n_data = len(columns)
+        object.__setattr__(self, "_n_data", n_data)
+        object.__setattr__(self, "_columns", list(columns))
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_values", [None] * len(self._columns))
+        if values is not None:
+            self._set_values(values)
+
+    @classmethod
+    def _trusted(cls, columns: list[Column], index: dict[str, int], values: list) -> Record:
+        """A record around values a decoder already produced, skipping validation."""
+        rec = object.__new__(cls)
+        object.__setattr__(rec, "_columns", columns)
+        object.__setattr__(rec, "_index", index)
+        object.__setattr__(rec, "_values", values)
+        object.__setattr__(rec, "_n_data", len(columns))
+        return rec
+
+    def _set_values(self, values: Sequence[Any]) -> None:
+        # Rows may leave out the partition columns, which come last.
+        if len(values) not in (len(self._columns), self._n_data):
+            raise RecordValidationError(
+                f"expected {len(self._columns)} values, got {len(values)}", value=list(values)
+            )
+        for i, value in enumerate(values):
+            self._set(i, value)
+
+    def _set(self, i: int, value: Any) -> None:
+        col = self._columns[i]
+        try:
+            self._values[i] = col.type.validate(value)
+        except (TypeError, ValueError) as exc:
+            raise RecordValidationError(
+                f"column {col.name!r} ({col.type}): {exc}; value {value!r}",
+                column=col.name,
+                column_type=col.type.name,
+                value=value,
+            ) from None
+
+    def _position(self, key: int | str) -> int:
+        if isinstance(key, int):
+            if not -len(self._values) <= key < len(self._values):
+                raise IndexError(f"column index {key} out of range ({len(self._values)} columns)")
+            return key % len(self._values)
+        try:
+            return self._index[key.lower()]
+        except KeyError:
+            names = [c.name for c in self._columns]
+            raise KeyError(f"no column named {key!r}; columns are {names}") from None
+
+    def __getitem__(self, key: int | str | slice | list) -> Any:
+        if isinstance(key, slice):
+            return self._values[key]
+        if isinstance(key, list):
+            return [self[k] for k in key]
+        return self._values[self._position(key)]
+
+    def __setitem__(self, key: int | str, value: Any) -> None:
+        self._set(self._position(key), value)
+
+    def __getattr__(self, name: str) -> Any:
+        index = object.__getattribute__(self, "_index")
+        if name.lower() in index:
+            return self._values[index[name.lower()]]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.lower() in self._index:
+            self[name] = value
+        else:
+            raise AttributeError(f"no column named {name!r}")
+
+    def get_by_name(self, name: str) -> Any:
+        return self[name]
+
+    def set_by_name(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    @property
+    def values(self) -> list[Any]:
+        return self._values
+
+    @property
+    def columns(self) -> list[Column]:
+        return self._columns
+
+    @property
+    def n_columns(self) -> int:
+        return len(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(zip((c.name for c in self._columns), self._values, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Record)
+            and self._columns == other._columns
+            and self._values == other._values
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(map(repr, self._values)))
+
+    def __repr__(self) -> str:
+        body = ", ".join(
+            f"{c.name}={v!r}" for c, v in zip(self._columns, self._values, strict=True)
+        )
+        return f"Record({body})"
