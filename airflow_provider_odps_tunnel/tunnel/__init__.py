@@ -4,20 +4,63 @@ This layer imports nothing from Airflow: it is usable on its own and is what the
 operators and the embedded emulator build on.
 """
 
+from .compression import CompressOption
+from .download_session import BufferedRecordReader, TableDownloadSession
+from .entry import ODPS
 from .errors import (
+    BlockListMismatch,
     ChecksumError,
     DataStreamError,
     RecordValidationError,
+    ServerError,
     StreamTruncatedError,
     TunnelError,
 )
+from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
 from .options import options
+from .parallel import download_to_files, iter_arrow_batches
 from .partition import PartitionSpec
+from .progress import ProgressEvent
 from .record import Record
+from .record_reader import TunnelRecordReader
+from .record_writer import BufferedRecordWriter, RecordWriter
 from .schema import Column, TableSchema
+from .stream_session import TableStreamUploadSession
+from .table_tunnel import TableTunnel
 from .types import parse_type
+from .upload_session import TableUploadSession
+from .upsert import TableUpsertSession, Upsert
+from .volume_tunnel import (
+    VolumeDownloadSession,
+    VolumeFSTunnel,
+    VolumeTunnel,
+    VolumeUploadSession,
+)
 
 __all__ = [
+    "ODPS",
+    "TableTunnel",
+    "InstanceTunnel",
+    "VolumeTunnel",
+    "VolumeFSTunnel",
+    "TableDownloadSession",
+    "TableUploadSession",
+    "TableStreamUploadSession",
+    "TableUpsertSession",
+    "InstanceDownloadSession",
+    "VolumeUploadSession",
+    "VolumeDownloadSession",
+    "Upsert",
+    "CompressOption",
+    "TunnelRecordReader",
+    "BufferedRecordReader",
+    "RecordWriter",
+    "BufferedRecordWriter",
+    "ServerError",
+    "BlockListMismatch",
+    "ProgressEvent",
+    "iter_arrow_batches",
+    "download_to_files",
     "ChecksumError",
     "Column",
     "DataStreamError",

@@ -23,7 +23,17 @@ class TunnelOptions:
         lost rows.
     chunk_size: size of the chunks handed to the HTTP layer and of Arrow frames.
     block_buffer_size: bytes a buffered writer collects before it sends a block.
-    retry_times: how many times a reader re-opens its stream after a failure.
+    retry_times: how many times a reader re-opens its stream after a failure, and how many
+        times a request is retried after a connection failure or a 5xx answer.
+    connect_timeout, read_timeout: seconds to open a connection and between two reads.
+    retry_delay, retry_max_delay: the first pause between retries (doubling after each
+        failure) and its cap, in seconds.
+    throttle_retry_times: retries of a request the service throttled (429, FlowExceeded,
+        SlotExceeded); each waits at least the ``Retry-After`` the service asked for.
+    pool_maxsize: connections kept open per host by each entry object.
+    tags: default ``odps-tunnel-tags`` of new sessions (a list or comma-separated text).
+    quota_name: default tunnel quota (``quotaName``) when the entry object names none.
+    async_poll_timeout: seconds a download session may stay ``initiating`` (None: no limit).
     """
 
     local_timezone: str | bool | None = None
@@ -32,6 +42,15 @@ class TunnelOptions:
     chunk_size: int = 65536
     block_buffer_size: int = 20 * 1024 * 1024
     retry_times: int = 4
+    connect_timeout: float = 30.0
+    read_timeout: float = 120.0
+    retry_delay: float = 0.1
+    retry_max_delay: float = 60.0
+    throttle_retry_times: int = 30
+    pool_maxsize: int = 16
+    tags: str | list[str] | None = None
+    quota_name: str | None = None
+    async_poll_timeout: float | None = None
 
 
 options = TunnelOptions()

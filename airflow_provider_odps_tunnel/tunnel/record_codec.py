@@ -571,6 +571,55 @@ def _codecs(tz: _dt.tzinfo | None, encoding: str, string_as_binary: bool | None)
     )
 
 
+# One entry per column: (tag bytes, field number as int32 LE, encode function, column).
+Plan = list[tuple[bytes, bytes, Encode, Column]]
+
+
+def _encode_plan(columns: Sequence[Column], codecs: _Codecs) -> Plan:
+    return [
+        (tag(i + 1, wire_type_of(c.type)), _pack_i(i + 1), codecs.encoder(c.type), c)
+        for i, c in enumerate(columns)
+    ]
+
+
+def _value_error(
+    plan: Plan, row: Sequence[Any], exc: Exception, row_index: int
+) -> RecordValidationError:
+    """Find the column whose value failed to encode and say what is wrong with it."""
+    for (_tag, _field, enc, col), value in zip(plan, row, strict=False):
+        if value is None:
+            continue
+        try:
+            col.type.validate(value)
+            enc(value, bytearray(), bytearray())
+        except Exception as col_exc:  # noqa: BLE001
+            return RecordValidationError(
+                f"column {col.name!r} ({col.type}): {col_exc}; value {value!r}",
+                column=col.name,
+                column_type=col.type.name,
+                value=value,
+                row=row_index,
+            )
+    return RecordValidationError(f"cannot encode row: {exc}", row=row_index)
+
+
+def _length_error(row: Sequence[Any], n_columns: int, row_index: int) -> RecordValidationError:
+    return RecordValidationError(
+        f"row has {len(row)} values but the schema has {n_columns} columns",
+        row=row_index,
+        value=list(row),
+    )
+
+
+def _null_error(col: Column, row_index: int) -> RecordValidationError:
+    return RecordValidationError(
+        f"column {col.name!r} ({col.type}) is NOT NULL but the value is null",
+        column=col.name,
+        column_type=col.type.name,
+        row=row_index,
+    )
+
+
 class PyRecordEncoder:
     """Encodes rows into one record body: ``encode(row)`` per row, then ``footer()``.
 
@@ -587,11 +636,7 @@ class PyRecordEncoder:
         string_as_binary: bool | None = None,
     ):
         self.columns = list(columns)
-        codecs = _codecs(tz, encoding, string_as_binary)
-        self._plan = [
-            (tag(i + 1, wire_type_of(c.type)), _pack_i(i + 1), codecs.encoder(c.type), c)
-            for i, c in enumerate(self.columns)
-        ]
+        self._plan = _encode_plan(self.columns, _codecs(tz, encoding, string_as_binary))
         self._not_null = [c.name for c in self.columns if not c.nullable]
         self.count = 0
         self._crccrc = 0
@@ -613,14 +658,10 @@ class PyRecordEncoder:
             raise
         except Exception as exc:  # noqa: BLE001 - turned into an error naming the column
             del out[start:]
-            raise self._explain(row, exc) from None
+            raise _value_error(self._plan, row, exc, self.count) from None
         if len(row) < len(self._plan):
             del out[start:]
-            raise RecordValidationError(
-                f"row has {len(row)} values but the schema has {len(self._plan)} columns",
-                row=self.count,
-                value=list(row),
-            )
+            raise _length_error(row, len(self._plan), self.count)
         if self._not_null:
             self._check_not_null(row, out, start)
         value = crc32c(crc)
@@ -635,30 +676,26 @@ class PyRecordEncoder:
         for (_tag, _field, _enc, col), value in zip(self._plan, row, strict=False):
             if value is None and not col.nullable:
                 del out[start:]
-                raise RecordValidationError(
-                    f"column {col.name!r} ({col.type}) is NOT NULL but the value is null",
-                    column=col.name,
-                    column_type=col.type.name,
-                    row=self.count,
-                )
+                raise _null_error(col, self.count)
 
-    def _explain(self, row: Sequence[Any], exc: Exception) -> RecordValidationError:
-        """Find the column whose value failed and say what is wrong with it."""
-        for (_tag, _field, enc, col), value in zip(self._plan, row, strict=False):
-            if value is None:
-                continue
-            try:
-                col.type.validate(value)
-                enc(value, bytearray(), bytearray())
-            except Exception as col_exc:  # noqa: BLE001
-                return RecordValidationError(
-                    f"column {col.name!r} ({col.type}): {col_exc}; value {value!r}",
-                    column=col.name,
-                    column_type=col.type.name,
-                    value=value,
-                    row=self.count,
-                )
-        return RecordValidationError(f"cannot encode row: {exc}", row=self.count)
+    def encode_many(self, rows: Iterable[Sequence[Any]], out: bytearray) -> None:
+        """Append one record per row to ``out``: the same as calling :meth:`encode` per row.
+
+        On an error the rows before the bad one stay encoded (and counted), as they would
+        with a loop of ``encode`` calls; the error's ``row`` is the bad row's index.
+        """
+        for row in rows:
+            self.encode(row, out)
+
+    def encode_arrow(self, batch: Any, out: bytearray) -> None:
+        """Append one record per row of a ``pyarrow.RecordBatch`` whose columns are the
+        data columns in wire order (the session's Arrow schema).
+
+        The reference converts each column with ``to_pylist`` and encodes the rows, which is
+        the definition the compiled encoder's column-wise path must match.
+        """
+        values = [column.to_pylist() for column in batch.columns]
+        self.encode_many(zip(*values, strict=True) if values else [()] * batch.num_rows, out)
 
     def _fold_crcs(self) -> None:
         self._crccrc = crc32c(self._pending_crcs, self._crccrc)
@@ -741,6 +778,20 @@ class PyRecordDecoder:
             raise StopIteration
         return row
 
+    def read_rows(self, max_rows: int) -> list[tuple]:
+        """Up to ``max_rows`` rows as tuples; fewer only at the end of the body, ``[]`` after it.
+
+        An error is raised as soon as it is met: rows decoded earlier in the same call are
+        not returned, and the error's ``row`` is the index of the bad row in the body.
+        """
+        rows = []
+        while len(rows) < max_rows:
+            row = self.read_row()
+            if row is None:
+                break
+            rows.append(tuple(row))
+        return rows
+
     def read_row(self) -> list | None:
         """The next row's values (None where null), or None after the footer."""
         if self.finished:
@@ -805,45 +856,52 @@ class PyRecordDecoder:
                 self.count += 1
                 return row
             if field == META_COUNT and not crc:
-                self._parse_footer(buf, pos)
+                self._pos, self.metrics = _parse_footer(
+                    buf, pos, self.count, crc32c(self._pending_crcs, self._crccrc)
+                )
+                self.finished = True
                 return None
             if field == 0:
                 continue
             raise DataStreamError(f"unexpected field number {field} (schema has {ncols} columns)")
 
-    def _parse_footer(self, buf: bytes, pos: int) -> None:
-        z, pos = _get_varint(buf, pos)
-        count = (z >> 1) ^ -(z & 1)
-        t, pos = _get_varint(buf, pos)
-        metrics = None
-        if t >> 3 == 1 and t & 7 == WIRE_LENGTH:  # optional metrics block
-            n, pos = _get_varint(buf, pos)
-            end = pos + n
-            if end > len(buf):
-                raise _NeedMore
-            raw = buf[pos:end]
-            expected = crc32c(raw, crc32c(_pack_i(1)))
-            t, pos = _get_varint(buf, end)
-            if t >> 3 != END_METRICS:
-                raise DataStreamError(f"metrics block ends with field {t >> 3}")
-            value, pos = _get_varint(buf, pos)
-            if value & 0xFFFFFFFF != expected:
-                raise ChecksumError("metrics CRC mismatch")
-            metrics = _json.loads(raw)
-            t, pos = _get_varint(buf, pos)
-        if t >> 3 != META_CHECKSUM:
-            raise DataStreamError(f"footer has field {t >> 3} where the checksum belongs")
+
+def _parse_footer(buf: bytes, pos: int, count: int, stream_crc: int) -> tuple[int, dict | None]:
+    """Check the footer after its META_COUNT tag at ``pos``; returns (end, metrics).
+
+    ``count`` is the number of records read and ``stream_crc`` the CRC32C of their CRCs.
+    Raises :class:`DataStreamError` or :class:`ChecksumError`, and ``_NeedMore`` or
+    ``IndexError`` when ``buf`` ends inside the footer.
+    """
+    z, pos = _get_varint(buf, pos)
+    footer_count = (z >> 1) ^ -(z & 1)
+    t, pos = _get_varint(buf, pos)
+    metrics = None
+    if t >> 3 == 1 and t & 7 == WIRE_LENGTH:  # optional metrics block
+        n, pos = _get_varint(buf, pos)
+        end = pos + n
+        if end > len(buf):
+            raise _NeedMore
+        raw = buf[pos:end]
+        expected = crc32c(raw, crc32c(_pack_i(1)))
+        t, pos = _get_varint(buf, end)
+        if t >> 3 != END_METRICS:
+            raise DataStreamError(f"metrics block ends with field {t >> 3}")
         value, pos = _get_varint(buf, pos)
-        if count != self.count:
-            raise DataStreamError(f"footer counts {count} rows but the body has {self.count}")
-        expected = crc32c(self._pending_crcs, self._crccrc)
         if value & 0xFFFFFFFF != expected:
-            raise ChecksumError(
-                f"stream checksum {value & 0xFFFFFFFF:#010x} != computed {expected:#010x}"
-            )
-        self._pos = pos
-        self.metrics = metrics
-        self.finished = True
+            raise ChecksumError("metrics CRC mismatch")
+        metrics = _json.loads(raw)
+        t, pos = _get_varint(buf, pos)
+    if t >> 3 != META_CHECKSUM:
+        raise DataStreamError(f"footer has field {t >> 3} where the checksum belongs")
+    value, pos = _get_varint(buf, pos)
+    if footer_count != count:
+        raise DataStreamError(f"footer counts {footer_count} rows but the body has {count}")
+    if value & 0xFFFFFFFF != stream_crc:
+        raise ChecksumError(
+            f"stream checksum {value & 0xFFFFFFFF:#010x} != computed {stream_crc:#010x}"
+        )
+    return pos, metrics
 
 
 def encode_rows(columns: Sequence[Column], rows: Iterable[Sequence[Any]], **settings: Any) -> bytes:
@@ -856,7 +914,12 @@ def encode_rows(columns: Sequence[Column], rows: Iterable[Sequence[Any]], **sett
     return bytes(out)
 
 
-# The pure-Python classes are the reference implementation; the compiled ones are used
-# whenever the extension was built. Both pass the same tests.
-RecordEncoder = PyRecordEncoder
-RecordDecoder = PyRecordDecoder
+# The pure-Python classes are the reference implementation; the compiled ones (same bytes,
+# values and errors; built by setup.py from _record_codec_c.pyx) are used whenever the
+# extension was built. Both pass the same tests.
+try:
+    from ._record_codec_c import CRecordDecoder as RecordDecoder
+    from ._record_codec_c import CRecordEncoder as RecordEncoder
+except ImportError:  # not built (e.g. a source checkout without a compiler)
+    RecordEncoder = PyRecordEncoder
+    RecordDecoder = PyRecordDecoder

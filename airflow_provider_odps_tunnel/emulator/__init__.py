@@ -1,0 +1,13 @@
+"""A local, durable, wire-compatible MaxCompute (ODPS) tunnel emulator.
+
+Start one with :class:`Emulator` (a context manager), the ``odps-tunnel-emulator`` command,
+or the pytest fixtures of ``pytest_plugin``; prepare tables through :class:`Catalog`.
+Point pyodps at ``emulator.endpoint`` (service) and ``emulator.tunnel_endpoint`` (tunnel).
+This package may use the tunnel codecs but never imports Airflow.
+"""
+
+from .catalog import Catalog
+from .errors import EmulatorError
+from .server import Emulator
+
+__all__ = ["Emulator", "Catalog", "EmulatorError"]

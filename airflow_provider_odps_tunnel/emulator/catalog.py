@@ -1,0 +1,556 @@
+"""Projects, tables, partitions and volumes under the data directory, and their commits.
+
+Layout (one directory per object; every JSON file is replaced atomically, see ``fsutil``)::
+
+    projects/<project>/project.json
+    projects/<project>/tables/<table>/table.json           schema, primary key, buckets, id
+    projects/<project>/tables/<table>/partitions/<key>.json  one manifest per partition
+    projects/<project>/tables/<table>/data/<uuid>.parquet    data files (immutable)
+    projects/<project>/volumes/<volume>/...                   volume files
+
+A partition's committed contents are exactly the files its manifest lists (a table without
+partition columns has one manifest, ``_.json``). A commit writes new data files first, then
+publishes a new manifest by atomic rename, so a crash at any instant leaves the old or the
+new contents. Manifests also remember the sessions they applied, which makes a commit that
+is retried after a crash idempotent. Data files never change; a file is deleted only when no
+manifest and no live session (see ``sessions``) references it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..tunnel.partition import PartitionSpec
+from ..tunnel.schema import TableSchema
+from . import columnar
+from .errors import EmulatorError
+from .fsutil import TMP_SUFFIX, atomic_write_json, fsync_dir, read_json
+
+__all__ = ["Catalog", "TableInfo", "DataFile", "Snapshot", "DEFAULT_BUCKETS"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+# Manifests remember this many applied session ids (idempotent commit retries).
+_APPLIED_MEMORY = 1000
+# Bucket count of a primary-key table created without one (the service's default).
+DEFAULT_BUCKETS = 16
+PART_SUFFIX = ".part"
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise EmulatorError.invalid_argument(
+            f"invalid {kind} name {name!r}: use letters, digits and '_' (at most 128)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One immutable Parquet file of a table and its row count."""
+
+    name: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataFile:
+        return cls(data["name"], int(data["rows"]))
+
+
+@dataclass
+class Snapshot:
+    """The committed contents of one partition at one manifest version."""
+
+    version: int
+    files: list[DataFile] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+@dataclass
+class TableInfo:
+    """A table's metadata as stored in ``table.json``."""
+
+    project: str
+    name: str
+    table_id: str
+    schema: TableSchema
+    primary_key: list[str]
+    buckets: int | None
+    created: float
+    path: Path
+
+    @property
+    def partitioned(self) -> bool:
+        return bool(self.schema.partitions)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path / "data"
+
+    @property
+    def transactional(self) -> bool:
+        return bool(self.primary_key)
+
+    def arrow_schema(self) -> pa.Schema:
+        """The storage schema of the data columns."""
+        return columnar.storage_schema(self.schema.simple_columns)
+
+
+class Catalog:
+    """The metadata and committed data of one data directory.
+
+    Every method reads the disk afresh (nothing is cached), so a Catalog in a test process
+    and the emulator's own may work on the same directory. ``checkpoint`` is called with
+    a name at the crash-relevant instants of a commit ("commit:staged" once the new
+    manifest is durable but not yet published); the fault injector pauses there.
+    """
+
+    def __init__(self, data_dir: str | Path, checkpoint: Callable[[str], None] | None = None):
+        self.root = Path(data_dir).resolve()
+        self.checkpoint = checkpoint or (lambda name: None)
+        self.pinned_files: Callable[[str], set[str]] = lambda table_id: set()
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        (self.root / "projects").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ projects
+    def _project_dir(self, project: str) -> Path:
+        return self.root / "projects" / project
+
+    def create_project(self, name: str, if_not_exists: bool = True) -> None:
+        """Create a project; an existing one is fine unless ``if_not_exists`` is False."""
+        _check_name("project", name)
+        path = self._project_dir(name)
+        if (path / "project.json").exists():
+            if not if_not_exists:
+                raise EmulatorError("ObjectAlreadyExists", f"project {name} already exists", 409)
+            return
+        atomic_write_json(path / "project.json", {"name": name, "created": time.time()})
+
+    def project_exists(self, name: str) -> bool:
+        return (self._project_dir(name) / "project.json").exists()
+
+    def list_projects(self) -> list[str]:
+        base = self.root / "projects"
+        return sorted(p.name for p in base.iterdir() if (p / "project.json").exists())
+
+    def _require_project(self, project: str) -> Path:
+        path = self._project_dir(project)
+        if not (path / "project.json").exists():
+            raise EmulatorError.no_such_project(project)
+        return path
+
+    # ------------------------------------------------------------------ tables
+    def _table_dir(self, project: str, table: str) -> Path:
+        return self._require_project(project) / "tables" / table.lower()
+
+    def create_table(
+        self,
+        project: str,
+        table: str,
+        schema: TableSchema,
+        primary_key: list[str] | None = None,
+        buckets: int | None = None,
+        if_not_exists: bool = False,
+    ) -> TableInfo:
+        """Create a table. A primary key makes it a transactional (upsert) table whose rows
+        are spread over ``buckets`` hash buckets (default 16)."""
+        _check_name("table", table)
+        path = self._table_dir(project, table)
+        if (path / "table.json").exists():
+            if if_not_exists:
+                return self.get_table(project, table)
+            raise EmulatorError(
+                "ObjectAlreadyExists", f"table {project}.{table} already exists", 409
+            )
+        if not schema.simple_columns:
+            raise EmulatorError.invalid_argument("a table needs at least one data column")
+        primary_key = list(primary_key or [])
+        for key in primary_key:
+            if key not in schema or schema.is_partition(key):
+                raise EmulatorError.invalid_argument(f"primary key {key!r} is not a data column")
+        if buckets is not None and not primary_key:
+            raise EmulatorError.invalid_argument("buckets need a primary key")
+        if primary_key and buckets is None:
+            buckets = DEFAULT_BUCKETS
+        if buckets is not None and not 1 <= buckets <= 4096:
+            raise EmulatorError.invalid_argument(f"bucket count {buckets} is not in 1..4096")
+        # Primary-key columns are NOT NULL, as the service makes them.
+        for col in schema.simple_columns:
+            if col.name in primary_key:
+                col.nullable = False
+        meta = {
+            "name": table,
+            "table_id": uuid.uuid4().hex,
+            "schema": schema.to_json(),
+            "primary_key": [schema.get_column(k).name for k in primary_key],
+            "buckets": buckets,
+            "created": time.time(),
+        }
+        (path / "data").mkdir(parents=True, exist_ok=True)
+        (path / "partitions").mkdir(exist_ok=True)
+        fsync_dir(path)
+        if not schema.partitions:
+            atomic_write_json(path / "partitions" / "_.json", _manifest(PartitionSpec(), 0, []))
+        atomic_write_json(path / "table.json", meta)  # the table exists from here on
+        return self._load_table(project, path)
+
+    def _load_table(self, project: str, path: Path) -> TableInfo:
+        meta = read_json(path / "table.json")
+        return TableInfo(
+            project=project,
+            name=meta["name"],
+            table_id=meta["table_id"],
+            schema=TableSchema.from_json(meta["schema"]),
+            primary_key=list(meta.get("primary_key") or []),
+            buckets=meta.get("buckets"),
+            created=float(meta["created"]),
+            path=path,
+        )
+
+    def get_table(self, project: str, table: str) -> TableInfo:
+        """The table's metadata; ``NoSuchTable`` if it does not exist."""
+        path = self._table_dir(project, table)
+        if not (path / "table.json").exists():
+            raise EmulatorError.no_such_table(project, table)
+        return self._load_table(project, path)
+
+    def table_exists(self, project: str, table: str) -> bool:
+        try:
+            self.get_table(project, table)
+        except EmulatorError:
+            return False
+        return True
+
+    def get_schema(self, project: str, table: str) -> TableSchema:
+        return self.get_table(project, table).schema
+
+    def drop_table(self, project: str, table: str, if_exists: bool = False) -> None:
+        """Drop a table and its data. The directory is first renamed away (atomic)."""
+        path = self._table_dir(project, table)
+        if not (path / "table.json").exists():
+            if if_exists:
+                return
+            raise EmulatorError.no_such_table(project, table)
+        trash = self.root / "trash"
+        trash.mkdir(exist_ok=True)
+        target = trash / uuid.uuid4().hex
+        path.rename(target)
+        fsync_dir(path.parent)
+        shutil.rmtree(target, ignore_errors=True)
+
+    # ------------------------------------------------------------------ partitions
+    def normalize_spec(self, info: TableInfo, spec: Any) -> PartitionSpec:
+        """``spec`` (text, mapping or PartitionSpec) in the table's partition column order.
+
+        A table without partition columns takes only an empty spec; a partitioned table
+        needs a value for every partition column.
+        """
+        try:
+            given = spec if isinstance(spec, PartitionSpec) else PartitionSpec(spec or None)
+        except (TypeError, ValueError) as exc:
+            raise EmulatorError("InvalidPartitionSpec", str(exc), 400) from None
+        names = info.schema.partition_names
+        if not names:
+            if given:
+                raise EmulatorError(
+                    "InvalidPartitionSpec", f"table {info.name} is not partitioned", 400
+                )
+            return PartitionSpec()
+        if not given:
+            raise EmulatorError(
+                "MissingPartitionSpec",
+                f"You need to specify a partitionspec along with the specified table "
+                f"{info.name} (partition columns: {', '.join(names)})",
+                400,
+            )
+        lower = {k.lower(): v for k, v in given.items()}
+        if set(lower) != {n.lower() for n in names}:
+            raise EmulatorError(
+                "InvalidPartitionSpec",
+                f"partition spec {given.to_param()} does not name exactly the partition "
+                f"columns of {info.name}: {', '.join(names)}",
+                400,
+            )
+        return PartitionSpec({n: lower[n.lower()] for n in names})
+
+    @staticmethod
+    def _manifest_path(info: TableInfo, spec: PartitionSpec) -> Path:
+        key = quote(spec.to_param(), safe="") if spec else "_"
+        return info.path / "partitions" / f"{key}.json"
+
+    def partition_exists(self, info: TableInfo, spec: PartitionSpec) -> bool:
+        return self._manifest_path(info, spec).exists()
+
+    def create_partition(
+        self, project: str, table: str, spec: Any, if_not_exists: bool = False
+    ) -> PartitionSpec:
+        info = self.get_table(project, table)
+        spec = self.normalize_spec(info, spec)
+        with self.table_lock(info):
+            if self.partition_exists(info, spec):
+                if if_not_exists:
+                    return spec
+                raise EmulatorError(
+                    "ObjectAlreadyExists", f"partition {spec} of {table} already exists", 409
+                )
+            atomic_write_json(self._manifest_path(info, spec), _manifest(spec, 0, []))
+        return spec
+
+    def drop_partition(self, project: str, table: str, spec: Any, if_exists: bool = False) -> None:
+        info = self.get_table(project, table)
+        spec = self.normalize_spec(info, spec)
+        with self.table_lock(info):
+            path = self._manifest_path(info, spec)
+            if not path.exists():
+                if if_exists:
+                    return
+                raise EmulatorError.no_such_partition(info.name, spec.to_param())
+            path.unlink()
+            fsync_dir(path.parent)
+            self._collect_garbage(info)
+
+    def list_partitions(self, project: str, table: str) -> list[PartitionSpec]:
+        info = self.get_table(project, table)
+        if not info.partitioned:
+            return []
+        specs = [
+            PartitionSpec(read_json(p)["partition"])
+            for p in (info.path / "partitions").glob("*.json")
+        ]
+        return sorted(specs, key=lambda s: s.values())
+
+    # ------------------------------------------------------------------ snapshots and commits
+    @contextmanager
+    def table_lock(self, info: TableInfo) -> Iterator[None]:
+        """Serialises commits, file registration and garbage collection of one table."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(info.table_id, threading.RLock())
+        with lock:
+            yield
+
+    def _read_manifest(self, info: TableInfo, spec: PartitionSpec) -> dict[str, Any] | None:
+        path = self._manifest_path(info, spec)
+        try:
+            return read_json(path)
+        except FileNotFoundError:
+            return None
+
+    def snapshot(self, info: TableInfo, spec: PartitionSpec) -> Snapshot:
+        """The committed contents of a partition; ``NoSuchPartition`` if it is missing."""
+        manifest = self._read_manifest(info, spec)
+        if manifest is None:
+            raise EmulatorError.no_such_partition(info.name, spec.to_param())
+        return Snapshot(manifest["version"], [DataFile.from_json(f) for f in manifest["files"]])
+
+    def applied(self, info: TableInfo, spec: PartitionSpec, session_id: str) -> bool:
+        """Whether a commit of ``session_id`` already reached this partition's manifest."""
+        manifest = self._read_manifest(info, spec)
+        return manifest is not None and session_id in manifest.get("sessions", [])
+
+    def publish(
+        self,
+        info: TableInfo,
+        spec: PartitionSpec,
+        files: list[DataFile],
+        session_id: str | None,
+        create: bool = False,
+    ) -> None:
+        """Make ``files`` the partition's contents, atomically. Caller holds the table lock.
+
+        ``create`` allows the partition not to exist yet (it then comes into existence with
+        these files, in the same rename).
+        """
+        manifest = self._read_manifest(info, spec)
+        if manifest is None and not create:
+            raise EmulatorError.no_such_partition(info.name, spec.to_param())
+        version = manifest["version"] + 1 if manifest else 1
+        sessions = list(manifest.get("sessions", [])) if manifest else []
+        if session_id is not None:
+            sessions = (sessions + [session_id])[-_APPLIED_MEMORY:]
+        new = _manifest(spec, version, files, sessions)
+        atomic_write_json(
+            self._manifest_path(info, spec),
+            new,
+            before_rename=lambda: self.checkpoint("commit:staged"),
+        )
+        self.checkpoint("commit:published")
+
+    def append(
+        self,
+        info: TableInfo,
+        spec: PartitionSpec,
+        files: list[DataFile],
+        session_id: str | None,
+        overwrite: bool = False,
+        create: bool = False,
+    ) -> bool:
+        """Commit ``files`` to a partition (appended, or replacing it with ``overwrite``).
+
+        Returns False when ``session_id`` was already applied (a retried commit): nothing
+        changes then. Stream writes pass no session id: each of them is its own commit.
+        """
+        with self.table_lock(info):
+            if session_id is not None and self.applied(info, spec, session_id):
+                return False
+            manifest = self._read_manifest(info, spec)
+            current = [DataFile.from_json(f) for f in manifest["files"]] if manifest else []
+            self.publish(
+                info, spec, files if overwrite else current + files, session_id, create=create
+            )
+            if overwrite:
+                self._collect_garbage(info)
+            return True
+
+    def new_data_file(self, info: TableInfo) -> Path:
+        """A fresh path for a data file being written (``.part`` until registered)."""
+        return info.data_dir / f"{uuid.uuid4().hex}.parquet{PART_SUFFIX}"
+
+    def register(self, info: TableInfo, part_path: Path) -> str:
+        """Publish a written ``.part`` file under its final name; caller holds the lock."""
+        final = part_path.with_name(part_path.name[: -len(PART_SUFFIX)])
+        part_path.rename(final)
+        fsync_dir(final.parent)
+        return final.name
+
+    def delete_files(self, info: TableInfo, names: list[str]) -> None:
+        """Delete uncommitted data files (a replaced block, an aborted session)."""
+        with self.table_lock(info):
+            referenced = self._referenced(info)
+            for name in names:
+                if name not in referenced:
+                    (info.data_dir / name).unlink(missing_ok=True)
+
+    def _referenced(self, info: TableInfo) -> set[str]:
+        names = set(self.pinned_files(info.table_id))
+        for path in (info.path / "partitions").glob("*.json"):
+            names.update(f["name"] for f in read_json(path)["files"])
+        return names
+
+    def _collect_garbage(self, info: TableInfo) -> None:
+        """Delete data files no manifest and no live session references."""
+        referenced = self._referenced(info)
+        for path in info.data_dir.glob("*.parquet"):
+            if path.name not in referenced:
+                path.unlink(missing_ok=True)
+
+    def collect_garbage(self, project: str, table: str) -> None:
+        info = self.get_table(project, table)
+        with self.table_lock(info):
+            self._collect_garbage(info)
+
+    def recover(self) -> None:
+        """At server start: drop half-written files left by a crash."""
+        shutil.rmtree(self.root / "trash", ignore_errors=True)
+        for path in self.root.glob("projects/*/tables/*/data/*" + PART_SUFFIX):
+            path.unlink(missing_ok=True)
+        for path in self.root.rglob(".*" + TMP_SUFFIX):
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ reading
+    def read_snapshot(
+        self, info: TableInfo, snapshot: Snapshot, columns: list[str] | None = None
+    ) -> pa.Table:
+        """All rows of a snapshot as one Arrow table (data columns, or ``columns``)."""
+        schema = info.arrow_schema()
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
+        tables = [
+            pq.read_table(info.data_dir / f.name, columns=schema.names, schema=schema)
+            for f in snapshot.files
+        ]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    def read_table(self, project: str, table: str, partition: Any = None) -> pa.Table:
+        """The committed rows of a table (for assertions in tests).
+
+        Partitioned tables get their partition columns appended (as strings); without
+        ``partition`` every partition is read, in partition order.
+        """
+        info = self.get_table(project, table)
+        if not info.partitioned:
+            return self.read_snapshot(info, self.snapshot(info, PartitionSpec()))
+        specs = (
+            [self.normalize_spec(info, partition)]
+            if partition is not None
+            else self.list_partitions(project, table)
+        )
+        parts = []
+        for spec in specs:
+            data = self.read_snapshot(info, self.snapshot(info, spec))
+            for name, value in spec.items():
+                data = data.append_column(name, pa.array([value] * data.num_rows, pa.string()))
+            parts.append(data)
+        if not parts:
+            schema = info.arrow_schema()
+            for name in info.schema.partition_names:
+                schema = schema.append(pa.field(name, pa.string()))
+            return schema.empty_table()
+        return pa.concat_tables(parts)
+
+    def table_stats(self, info: TableInfo) -> tuple[int, int]:
+        """(committed rows, bytes of committed data files) over all partitions."""
+        rows = size = 0
+        for path in (info.path / "partitions").glob("*.json"):
+            for f in read_json(path)["files"]:
+                rows += f["rows"]
+                with contextlib.suppress(FileNotFoundError):
+                    size += (info.data_dir / f["name"]).stat().st_size
+        return rows, size
+
+    # ------------------------------------------------------------------ volumes
+    def volume_dir(self, project: str, volume: str) -> Path:
+        """The directory of an existing volume; ``NoSuchVolume`` otherwise."""
+        path = self._require_project(project) / "volumes" / volume
+        if not (path / "volume.json").exists():
+            raise EmulatorError("NoSuchVolume", f"The volume does not exist: {volume}", 404)
+        return path
+
+    def create_volume(self, project: str, volume: str, if_not_exists: bool = False) -> None:
+        _check_name("volume", volume)
+        path = self._require_project(project) / "volumes" / volume
+        if (path / "volume.json").exists():
+            if if_not_exists:
+                return
+            raise EmulatorError("ObjectAlreadyExists", f"volume {volume} already exists", 409)
+        atomic_write_json(path / "volume.json", {"name": volume, "created": time.time()})
+
+    def drop_volume(self, project: str, volume: str, if_exists: bool = False) -> None:
+        try:
+            path = self.volume_dir(project, volume)
+        except EmulatorError:
+            if if_exists:
+                return
+            raise
+        shutil.rmtree(path)
+
+
+def _manifest(
+    spec: PartitionSpec, version: int, files: list[DataFile], sessions: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "partition": dict(spec.items()),
+        "version": version,
+        "files": [f.to_json() for f in files],
+        "sessions": sessions or [],
+        "modified": time.time(),
+    }

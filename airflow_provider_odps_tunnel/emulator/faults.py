@@ -1,0 +1,173 @@
+"""Fault injection (issue 4): make chosen requests fail the way a real network or service does.
+
+A fault matches requests by method, resource (a substring or regular expression of the
+request's path and query, ``/projects/p/tables/t?data&rowrange=(0,10)...``) and session kind, and fires on the ``nth`` matching request and then on the ``times - 1``
+following ones. Kinds:
+
+``status``             answer ``status`` (500, 502, 503, ...) with ``code`` and ``message``
+``throttle``           answer 429 ``FlowExceeded`` with ``Retry-After: seconds``
+``reset_after_bytes``  drop the connection after ``bytes`` body bytes of the request
+                       (``direction="request"``, the default for PUT and POST) or response
+``delay``              wait ``seconds`` before handling; with ``point`` (``commit:staged``,
+                       ``commit:published``) wait inside a commit at that instant instead
+``corrupt_crc``        flip one byte (at ``offset``, default the middle of the first piece) of
+                       the response body, so the client's checksum fails
+``expire_session``     expire the session the request names before handling it
+
+Every fault that fires is logged and recorded in :attr:`FaultRegistry.injected`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Fault", "FaultRegistry", "FAULT_KINDS", "SESSION_KINDS"]
+
+logger = logging.getLogger("odps_tunnel_emulator.faults")
+
+FAULT_KINDS = (
+    "status",
+    "throttle",
+    "reset_after_bytes",
+    "delay",
+    "corrupt_crc",
+    "expire_session",
+)
+SESSION_KINDS = ("upload", "download", "stream", "upsert", "preview", "volume", "instance")
+CHECKPOINTS = ("commit:staged", "commit:published")
+
+
+@dataclass
+class Fault:
+    """One armed fault; ``seen`` counts matching requests, ``fired`` injections."""
+
+    id: int
+    kind: str
+    method: str | None = None
+    resource: str | None = None
+    session_kind: str | None = None
+    nth: int = 1
+    times: int = 1
+    args: dict[str, Any] = field(default_factory=dict)
+    seen: int = 0
+    fired: int = 0
+
+    def matches_request(self, method: str, path: str, session_kind: str | None) -> bool:
+        if "point" in self.args:
+            return False
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.session_kind is not None and self.session_kind != session_kind:
+            return False
+        if self.resource is not None and self.resource not in path:
+            try:
+                if not re.search(self.resource, path):
+                    return False
+            except re.error:
+                return False
+        return True
+
+    def take(self) -> bool:
+        """Count one match; True if the fault fires on it."""
+        self.seen += 1
+        if self.seen < self.nth or (self.times and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FaultRegistry:
+    """The armed faults of one emulator and the log of those that fired."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._injected: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._next_id = 1
+
+    def add(
+        self,
+        method: str | None = None,
+        resource: str | None = None,
+        session_kind: str | None = None,
+        nth: int = 1,
+        times: int = 1,
+        kind: str = "status",
+        **args: Any,
+    ) -> Fault:
+        """Arm a fault (see the module docstring for kinds and their arguments)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+        if session_kind is not None and session_kind not in SESSION_KINDS:
+            raise ValueError(
+                f"unknown session kind {session_kind!r}; use one of {', '.join(SESSION_KINDS)}"
+            )
+        if "point" in args and (kind != "delay" or args["point"] not in CHECKPOINTS):
+            raise ValueError(f"'point' needs kind 'delay' and one of {', '.join(CHECKPOINTS)}")
+        if nth < 1 or times < 0:
+            raise ValueError("nth must be >= 1 and times >= 0 (0 = every match)")
+        with self._lock:
+            fault = Fault(self._next_id, kind, method, resource, session_kind, nth, times, args)
+            self._next_id += 1
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Disarm every fault and forget the log."""
+        with self._lock:
+            self._faults.clear()
+            self._injected.clear()
+
+    @property
+    def active(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    @property
+    def injected(self) -> list[dict[str, Any]]:
+        """What fired, oldest first: fault id, kind, method, path, time."""
+        with self._lock:
+            return list(self._injected)
+
+    def _record(self, fault: Fault, method: str, path: str) -> None:
+        entry = {
+            "fault": fault.id,
+            "kind": fault.kind,
+            "method": method,
+            "path": path,
+            "args": dict(fault.args),
+            "time": time.time(),
+        }
+        self._injected.append(entry)
+        logger.warning(
+            "injected fault %s (%s) on %s %s %s", fault.id, fault.kind, method, path, fault.args
+        )
+
+    def match(self, method: str, path: str, session_kind: str | None) -> Fault | None:
+        """The fault that fires on this request, if any (at most one per request)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches_request(method, path, session_kind) and fault.take():
+                    self._record(fault, method, path)
+                    return fault
+        return None
+
+    def checkpoint(self, name: str) -> None:
+        """Called by the catalog at a commit instant: sleeps if a delay fault targets it."""
+        delay = 0.0
+        with self._lock:
+            for fault in self._faults:
+                if fault.args.get("point") == name and fault.take():
+                    self._record(fault, "-", name)
+                    delay = float(fault.args.get("seconds", 1.0))
+                    break
+        if delay:
+            time.sleep(delay)

@@ -1,0 +1,189 @@
+"""Block upload sessions (protocol §3.2): create, reload, write blocks, commit.
+
+Each block PUT becomes one durable Parquet file referenced by the session (a rewrite of the
+same block id replaces it). Commit publishes all uploaded blocks, in block id order, to the
+partition's manifest in one atomic rename; the manifest remembers the session, so a commit
+retried after a crash or a lost response changes nothing and succeeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from starlette.responses import Response
+
+from ..call import Call, json_response, metrics_header
+from ..catalog import DataFile, TableInfo
+from ..errors import EmulatorError
+from ..ingest import arrow_to_parquet, receive_body, records_to_parquet
+from ..sessions import check_writable
+
+__all__ = ["create", "reload", "write_block", "commit", "MAX_BLOCK_ID"]
+
+MAX_BLOCK_ID = 19999
+
+
+def session_json(call: Call, session: dict[str, Any], info: TableInfo) -> dict[str, Any]:
+    blocks = sorted(session["blocks"], key=int)
+    return {
+        "UploadID": session["id"],
+        "Status": session["status"],
+        "UploadedBlockList": [{"BlockID": int(b)} for b in blocks],
+        "Schema": info.schema.to_json(),
+        "MaxFieldSize": call.state.config.max_field_size,
+        "QuotaName": session.get("quota", ""),
+    }
+
+
+async def create(call: Call) -> Response:
+    """``POST T?uploads[&overwrite=true][&create_partition=true]``.
+
+    A missing partition is an error unless ``create_partition``; it is then created by the
+    commit (nothing becomes visible before).
+    """
+    state = call.state
+    info = call.table()
+    spec = call.partition(info)
+    create_partition = call.flag("create_partition")
+    if not create_partition and not state.catalog.partition_exists(info, spec):
+        raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    session = state.sessions.create(
+        "upload",
+        {
+            "project": info.project,
+            "table": info.name,
+            "table_id": info.table_id,
+            "partition": dict(spec.items()),
+            "overwrite": call.params.get("overwrite", "").lower() == "true",
+            "create_partition": create_partition,
+            "blocks": {},
+            "quota": call.params.get("quotaName", ""),
+        },
+    )
+    return json_response(session_json(call, session, info))
+
+
+def _session(call: Call, info: TableInfo) -> dict[str, Any]:
+    return call.state.sessions.get("upload", call.session_id("uploadid"), info.table_id)
+
+
+async def reload(call: Call) -> Response:
+    """``GET T?uploadid=``."""
+    info = call.table()
+    return json_response(session_json(call, _session(call, info), info))
+
+
+def _block_id(call: Call) -> int:
+    text = call.params.get("blockid", "")
+    try:
+        block = int(text)
+    except ValueError:
+        block = -1
+    if not 0 <= block <= MAX_BLOCK_ID:
+        raise EmulatorError("InvalidBlockID", f"block id {text!r} is not in 0..{MAX_BLOCK_ID}", 400)
+    return block
+
+
+async def write_block(call: Call) -> Response:
+    """``PUT T?uploadid=&blockid=[&arrow]``: decode the body into the block's file."""
+    state = call.state
+    started = time.monotonic()
+    info = call.table()
+    session = _session(call, info)
+    check_writable(session, "upload")
+    block = _block_id(call)
+    arrow = "arrow" in call.params
+    out = state.catalog.new_data_file(info)
+    encoding = call.header("content-encoding")
+    schema = info.arrow_schema()
+    if arrow:
+        work = functools.partial(
+            arrow_to_parquet,
+            content_encoding=encoding,
+            schema=schema,
+            out=out,
+            max_field_size=state.config.max_field_size,
+        )
+    else:
+        work = functools.partial(
+            records_to_parquet,
+            content_encoding=encoding,
+            wire_columns=info.schema.simple_columns,
+            schema=schema,
+            out=out,
+            max_field_size=state.config.max_field_size,
+        )
+    rows = await receive_body(
+        call.request,
+        state.staging_dir,
+        state.executor,
+        work,
+        abort_after=call.abort_request_after,
+        on_abort=call.abort_connection,
+    )
+    replaced = await call.blocking(_register_block, call, info, session["id"], block, out, rows)
+    if replaced:
+        await call.blocking(state.catalog.delete_files, info, [replaced])
+    return Response(
+        status_code=200,
+        headers=metrics_header(int((time.monotonic() - started) * 1e6)),
+    )
+
+
+def _register_block(
+    call: Call, info: TableInfo, session_id: str, block: int, out: Any, rows: int
+) -> str | None:
+    """Publish the block's file and record it in the session; returns a replaced file."""
+    state = call.state
+    with state.catalog.table_lock(info), state.sessions.locked(session_id):
+        session = state.sessions.get("upload", session_id, info.table_id)
+        try:
+            check_writable(session, "upload")
+        except EmulatorError:
+            out.unlink(missing_ok=True)
+            raise
+        name = state.catalog.register(info, out)
+        old = session["blocks"].get(str(block))
+        session["blocks"][str(block)] = {"file": name, "rows": rows}
+        state.sessions.save(session)
+    return old["file"] if old else None
+
+
+async def commit(call: Call) -> Response:
+    """``POST T?uploadid=``: publish every uploaded block; idempotent once committed."""
+    info = call.table()
+    session = _session(call, info)
+    if session["status"] != "closed":
+        check_writable(session, "upload")
+        session = await call.blocking(_commit, call, info, session["id"])
+    return json_response(session_json(call, session, info))
+
+
+def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
+    state = call.state
+    with state.sessions.locked(session_id):
+        session = state.sessions.get("upload", session_id, info.table_id)
+        if session["status"] == "closed":
+            return session
+        check_writable(session, "upload")
+        spec = state.catalog.normalize_spec(info, session["partition"] or None)
+        blocks = sorted(session["blocks"].items(), key=lambda kv: int(kv[0]))
+        files = [DataFile(b["file"], b["rows"]) for _, b in blocks]
+        missing = [f.name for f in files if not (info.data_dir / f.name).exists()]
+        if missing:
+            raise EmulatorError(
+                "InternalServerError", f"block files are missing: {', '.join(missing)}", 500
+            )
+        state.catalog.append(
+            info,
+            spec,
+            files,
+            session_id,
+            overwrite=session["overwrite"],
+            create=session["create_partition"],
+        )
+        session["status"] = "closed"
+        state.sessions.save(session)
+        return session

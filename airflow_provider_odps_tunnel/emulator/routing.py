@@ -1,0 +1,107 @@
+"""Which handler serves a request: by path shape, method and parameters (protocol §3.8).
+
+Tunnel resources are told apart by the *presence* of parameters (``?data`` and ``?data=``
+alike), so junk parameters pyodps adds (``curr_project``, ``reload=False``, ``uploads=1``)
+never change the route. The ``/api`` prefix of the service endpoint is removed before this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .call import Handler
+from .errors import EmulatorError
+from .handlers import download, preview, service, stream, upload, upsert, volume
+
+__all__ = ["Route", "resolve"]
+
+
+@dataclass
+class Route:
+    """A handler, the session kind it belongs to (for fault matching) and path arguments."""
+
+    handler: Handler
+    kind: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
+
+
+def _unsupported(method: str, resource: str) -> EmulatorError:
+    return EmulatorError(
+        "InvalidArgument",
+        f"The emulator does not serve {method} {resource} with these parameters",
+        400,
+    )
+
+
+def _table_route(
+    method: str, rest: list[str], params: dict[str, str]
+) -> tuple[Handler, str | None]:
+    sub = rest[0] if rest else ""
+    has = params.__contains__
+    if sub == "":
+        if method == "POST" and has("downloads"):
+            return download.create, "download"
+        if method == "GET" and has("downloadid"):
+            return (download.read if has("data") else download.reload), "download"
+        if method == "POST" and has("uploads"):
+            return upload.create, "upload"
+        if method == "PUT" and has("uploadid"):
+            return upload.write_block, "upload"
+        if method == "GET" and has("uploadid"):
+            return upload.reload, "upload"
+        if method == "POST" and has("uploadid"):
+            return upload.commit, "upload"
+        if method == "GET":
+            return service.table_meta, None
+    elif sub == "streams":
+        if method == "POST":
+            return (stream.abort if has("uploadid") else stream.create), "stream"
+        if method == "GET" and has("uploadid"):
+            return stream.reload, "stream"
+        if method == "PUT" and has("uploadid"):
+            return stream.write, "stream"
+    elif sub == "upserts":
+        if method == "POST":
+            return (upsert.commit if has("upsertid") else upsert.create), "upsert"
+        if method == "GET" and has("upsertid"):
+            return upsert.reload, "upsert"
+        if method == "PUT" and has("upsertid"):
+            return upsert.write, "upsert"
+        if method == "DELETE" and has("upsertid"):
+            return upsert.abort, "upsert"
+    elif sub == "preview" and method == "GET":
+        return preview.preview, "preview"
+    raise _unsupported(method, "/".join(["tables", "T", *rest]))
+
+
+def resolve(method: str, resource: str, params: dict[str, str]) -> Route:
+    """The route of a request; unknown paths raise a 404 error."""
+    parts = [p for p in resource.split("/") if p]
+    if len(parts) < 2 or parts[0] != "projects":
+        raise EmulatorError("NoSuchObject", f"Unknown resource {resource}", 404)
+    args = {"project": parts[1]}
+    rest = parts[2:]
+    if not rest:
+        if method == "GET":
+            return Route(service.project_meta, None, args)
+        raise _unsupported(method, resource)
+    if rest[0] == "schemas" and len(rest) >= 4 and rest[2] == "tables":
+        args["schema"] = rest[1]
+        rest = rest[2:]
+    if rest[0] == "tables" and len(rest) >= 2 and len(rest) <= 3:
+        args["table"] = rest[1]
+        handler, kind = _table_route(method, rest[2:], params)
+        return Route(handler, kind, args)
+    if rest[0] == "volumes" and len(rest) == 2 and method == "GET":
+        args["volume"] = rest[1]
+        return Route(service.volume_meta, None, args)
+    if rest == ["tunnel"] and method == "GET":
+        return Route(service.tunnel_router, None, args)
+    if rest[0] == "tunnel" and len(rest) in (2, 3) and rest[1] in ("uploads", "downloads"):
+        if len(rest) == 3:
+            args["session"] = rest[2]
+        handler = volume.route(method, rest[1], len(rest) == 3, params)
+        if handler is not None:
+            return Route(handler, "volume", args)
+        raise _unsupported(method, resource)
+    raise EmulatorError("NoSuchObject", f"Unknown resource {resource}", 404)

@@ -1,0 +1,91 @@
+"""What every tunnel entry class shares: resolving the entry object, project and endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compression import CompressOption
+from .entry import ODPS, as_entry, default_quota
+from .rest import RestClient
+
+__all__ = ["BaseTunnel", "build_compress_option", "normalize_tags"]
+
+
+class BaseTunnel:
+    """Base of ``TableTunnel``, ``InstanceTunnel`` and ``VolumeTunnel``.
+
+    ``odps`` is our :class:`ODPS` or a pyodps ``ODPS`` object; ``client`` may be given
+    instead as a ready :class:`RestClient` of the tunnel endpoint (with ``project``).
+    ``endpoint`` overrides the tunnel endpoint; ``quota_name`` selects a tunnel quota.
+    """
+
+    def __init__(
+        self,
+        odps: Any = None,
+        client: RestClient | None = None,
+        project: str | None = None,
+        endpoint: str | None = None,
+        quota_name: str | None = None,
+        namespace: str | None = None,
+    ):
+        if odps is None and client is None:
+            raise TypeError(f"{type(self).__name__} needs an odps entry object or a client")
+        self._entry: ODPS | None = as_entry(odps) if odps is not None else None
+        self._given_client = client
+        if project is None:
+            project = self._entry.project if self._entry is not None else client.project
+        if not project:
+            raise TypeError(f"{type(self).__name__} requires a project")
+        self._project = getattr(project, "name", project)
+        self._namespace = namespace or (self._entry.namespace if self._entry else None)
+        self._quota_name = (
+            default_quota(self._entry, quota_name) if self._entry is not None else quota_name
+        )
+        self._endpoint = endpoint
+        self._schema = self._entry.schema if self._entry is not None else None
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    @property
+    def endpoint(self) -> str:
+        """The tunnel endpoint in use (discovered on first use when not configured)."""
+        return self.tunnel_rest.endpoint
+
+    @property
+    def quota_name(self) -> str | None:
+        return self._quota_name
+
+    @property
+    def tunnel_rest(self) -> RestClient:
+        """The pooled HTTP client of the tunnel endpoint."""
+        if self._given_client is not None and self._endpoint is None:
+            return self._given_client
+        return self._entry.tunnel_client(self._endpoint, self._quota_name)
+
+
+def build_compress_option(
+    compress_option: CompressOption | None = None,
+    compress_algo: Any = None,
+    compress_level: int | None = None,
+    compress_strategy: int | None = None,
+) -> CompressOption | None:
+    """The session's compression: the option given, else one built from the algorithm."""
+    if compress_option is not None:
+        return compress_option
+    if compress_algo is None:
+        return None
+    return CompressOption(compress_algo, compress_level, compress_strategy)
+
+
+def normalize_tags(tags: str | list[str] | None) -> list[str] | None:
+    """Tags as a list (``"a,b"`` or ``["a", "b"]``), falling back to ``options.tags``."""
+    from .options import options
+
+    tags = tags or options.tags
+    if not tags:
+        return None
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    return [t.strip() for t in tags if t.strip()]

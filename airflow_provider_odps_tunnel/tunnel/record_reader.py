@@ -1,0 +1,253 @@
+"""Reading record bodies as Records, tuples or Arrow batches, resuming after a failure."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from .datetimes import timedelta_to_pair
+from .errors import DataStreamError, TunnelError
+from .partition import PartitionSpec
+from .progress import Progress
+from .record import Record
+from .record_codec import RecordDecoder
+from .resume import ResumableRows
+from .schema import Column, TableSchema
+from .types import Array, DataType, IntegerType, Map, Struct, interval_day_time
+from .types import json as json_type
+
+__all__ = ["TunnelRecordReader"]
+
+StreamCreator = Callable[[int], BinaryIO]
+# Rows decoded per step: a resume after a failure starts at most this many rows back.
+_BATCH_ROWS = 1024
+
+
+class TunnelRecordReader:
+    """Reads a download body as :class:`Record` objects (or tuples, or Arrow batches).
+
+    ``stream_creator(start_row)`` returns a readable binary stream (already decompressed)
+    of a body that begins ``start_row`` rows after the reader's first row. ``columns``
+    selects and orders columns (partition columns included); without it every data column
+    is read, followed by the partition columns when ``append_partitions`` is set. Partition
+    values come from ``partition_spec``: the service never sends them.
+    """
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        stream_creator: StreamCreator,
+        columns: list[str] | None = None,
+        partition_spec: str | PartitionSpec | None = None,
+        append_partitions: bool = False,
+        on_exception: Callable[[BaseException], bool] | None = None,
+    ):
+        self._schema = schema
+        self._stream_creator = stream_creator
+        spec = PartitionSpec(partition_spec)
+        if columns is None:
+            out_columns = list(schema.simple_columns)
+            if append_partitions:
+                out_columns += [c for c in schema.partitions if c.name in spec]
+        else:
+            out_columns = [schema.get_column(name) for name in columns]
+        partition_names = {c.name.lower() for c in schema.partitions}
+        self._wire_columns: list[Column] = [
+            c for c in out_columns if c.name.lower() not in partition_names
+        ]
+        # For each output column: its index in the wire row, or the partition value.
+        self._layout: list[tuple[int | None, Any]] = []
+        for col in out_columns:
+            if col.name.lower() in partition_names:
+                value = _partition_value(spec, col)
+                self._layout.append((None, value))
+            else:
+                self._layout.append((self._wire_columns.index(col), None))
+        self._plain = all(pos == i for i, (pos, _) in enumerate(self._layout))
+        self.columns = out_columns
+        self._index = {c.name.lower(): i for i, c in enumerate(out_columns)}
+        self._rows = ResumableRows(self._open_batches, len, on_exception)
+        self._pending: list[tuple] = []
+        self._pending_pos = 0
+        self.progress = Progress("download")
+        self._finished = False
+
+    @property
+    def wire_columns(self) -> list[Column]:
+        """The columns the body carries, in wire order: what a ``columns=`` request names."""
+        return list(self._wire_columns)
+
+    @property
+    def count(self) -> int:
+        """Rows delivered so far."""
+        return self._rows.cursor - (len(self._pending) - self._pending_pos)
+
+    def _open_batches(self, start_row: int) -> Iterator[list[tuple]]:
+        stream = self._stream_creator(start_row)
+        decoder = RecordDecoder(self._wire_columns, stream)
+        consumed = 0
+        try:
+            while True:
+                rows = decoder.read_rows(_BATCH_ROWS)
+                if not rows:
+                    return
+                self.progress.add(len(rows), decoder.offset - consumed)
+                consumed = decoder.offset
+                yield rows
+        except DataStreamError as exc:
+            exc.row = start_row + (exc.row if exc.row is not None else decoder.count)
+            raise
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _shape(self, row: tuple) -> tuple:
+        if self._plain:
+            return row
+        return tuple(row[pos] if pos is not None else value for pos, value in self._layout)
+
+    def _next_tuple(self) -> tuple | None:
+        if self._pending_pos >= len(self._pending) and self._next_tuple_batch() is None:
+            return None
+        row = self._pending[self._pending_pos]
+        self._pending_pos += 1
+        return self._shape(row)
+
+    def read(self) -> Record | None:
+        """The next record, or None at the end."""
+        row = self._next_tuple()
+        if row is None:
+            return None
+        return Record._trusted(self.columns, self._index, list(row))
+
+    def __iter__(self) -> Iterator[Record]:
+        while (record := self.read()) is not None:
+            yield record
+
+    def iter_tuples(self) -> Iterator[tuple]:
+        """Rows as tuples in column order: the fast path, with no Record per row."""
+        while True:
+            if self._pending_pos < len(self._pending):
+                batch = self._pending[self._pending_pos :]
+                self._pending_pos = len(self._pending)
+                if self._plain:
+                    yield from batch
+                else:
+                    yield from map(self._shape, batch)
+                continue
+            if self._next_tuple_batch() is None:
+                return
+
+    def _next_tuple_batch(self) -> list | None:
+        batch = self._rows.next_batch()
+        if batch is None:
+            if not self._finished:
+                self._finished = True
+                self.progress.finish()
+            return None
+        self._pending = batch
+        self._pending_pos = 0
+        return batch
+
+    def iter_arrow_batches(self, batch_size: int = 65536) -> Iterator[Any]:
+        """Rows as ``pyarrow.RecordBatch`` objects of up to ``batch_size`` rows.
+
+        The batches have the layout :class:`~.arrow_reader.TunnelArrowReader` returns:
+        DATETIME and TIMESTAMP as naive wall-clock times, JSON as text.
+        """
+        schema = self.arrow_schema
+        converters = [_arrow_ready(c.type) for c in self.columns]
+        rows: list[tuple] = []
+        for row in self.iter_tuples():
+            rows.append(row)
+            if len(rows) >= batch_size:
+                yield _rows_to_batch(rows, schema, converters)
+                rows = []
+        if rows:
+            yield _rows_to_batch(rows, schema, converters)
+
+    @property
+    def arrow_schema(self) -> Any:
+        from .arrow_types import odps_schema_to_arrow_schema
+
+        return odps_schema_to_arrow_schema(self.columns)
+
+    def read_arrow(self) -> Any:
+        """Every remaining row as one ``pyarrow.Table``."""
+        import pyarrow as pa
+
+        batches = list(self.iter_arrow_batches())
+        if batches:
+            return pa.Table.from_batches(batches)
+        return self.arrow_schema.empty_table()
+
+    def to_pandas(self) -> Any:
+        """Every remaining row as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.iter_tuples()), columns=[c.name for c in self.columns])
+
+    def close(self) -> None:
+        self._pending = []
+        self._pending_pos = 0
+
+    def __enter__(self) -> TunnelRecordReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _partition_value(spec: PartitionSpec, column: Column) -> Any:
+    """The typed value of a partition column (specs hold text; integer keys are common)."""
+    for key, value in spec.items():
+        if key.lower() == column.name.lower():
+            return int(value) if isinstance(column.type, IntegerType) else value
+    raise TunnelError(f"partition column {column.name!r} has no value in spec {spec}")
+
+
+def _arrow_ready(t: DataType) -> Callable[[Any], Any] | None:
+    """What turns a record value into what ``pyarrow.array`` takes for ``t`` (None: as is)."""
+    if t == json_type:
+        return _json.dumps
+    if t == interval_day_time:
+
+        def interval(v: Any) -> dict[str, int]:
+            seconds, nanos = timedelta_to_pair(v)
+            return {"sec": seconds, "nano": nanos}
+
+        return interval
+    if isinstance(t, Array):
+        item = _arrow_ready(t.value_type)
+        return None if item is None else lambda v: [None if x is None else item(x) for x in v]
+    if isinstance(t, Map):
+        key = _arrow_ready(t.key_type) or _same
+        value = _arrow_ready(t.value_type) or _same
+        return lambda v: [(key(k), None if x is None else value(x)) for k, x in v.items()]
+    if isinstance(t, Struct):
+        fields = {name: _arrow_ready(ft) for name, ft in t.field_types.items()}
+        if not any(fields.values()):
+            return None
+        return lambda v: {
+            n: x if x is None or fields[n] is None else fields[n](x) for n, x in v.items()
+        }
+    return None
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _rows_to_batch(rows: list[tuple], arrow_schema: Any, converters: list) -> Any:
+    import pyarrow as pa
+
+    arrays = []
+    for values, field, convert in zip(
+        zip(*rows, strict=True), arrow_schema, converters, strict=True
+    ):
+        if convert is not None:
+            values = [None if v is None else convert(v) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)

@@ -1,0 +1,260 @@
+"""Writers of record bodies: one streamed block, or buffered blocks cut at a size.
+
+Both accept a :class:`Record`, a tuple or list in schema order, or a whole
+``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas DataFrame, which is encoded column-wise
+without building a ``Record`` per row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .body import StreamingBody
+from .compression import CompressOption, make_compressor
+from .errors import TunnelError
+from .options import options
+from .progress import Progress
+from .record import Record
+from .record_codec import RecordEncoder
+from .schema import TableSchema
+
+__all__ = ["RecordWriter", "BufferedRecordWriter", "MAX_BLOCK_ID"]
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCK_ID = 19999
+
+
+class _RowSink:
+    """Turns whatever ``write`` was given into records appended to ``self._buffer``."""
+
+    def __init__(self, schema: TableSchema, encoding: str):
+        self._schema = schema
+        self._encoder = RecordEncoder(schema.simple_columns, encoding=encoding)
+        self._buffer = bytearray()
+        self._arrow_schema = None
+
+    @property
+    def n_records(self) -> int:
+        return self._encoder.count
+
+    def _encode(self, data: Any) -> int:
+        """Encode ``data`` into the buffer; returns the number of rows it held."""
+        encoder = self._encoder
+        if isinstance(data, Record):
+            encoder.encode(data.values, self._buffer)
+            return 1
+        if isinstance(data, list | tuple):
+            encoder.encode(data, self._buffer)
+            return 1
+        return self._encode_table(data)
+
+    def _encode_table(self, data: Any) -> int:
+        from .arrow_types import conform_table, odps_schema_to_arrow_schema
+
+        if self._arrow_schema is None:
+            self._arrow_schema = odps_schema_to_arrow_schema(self._schema)
+        rows = 0
+        for batch in conform_table(data, self._arrow_schema):
+            self._encoder.encode_arrow(batch, self._buffer)
+            rows += batch.num_rows
+        return rows
+
+
+class RecordWriter(_RowSink):
+    """Streams one block's records to ``request_callback`` while they are written.
+
+    ``request_callback(chunks)`` receives an iterable of ``bytes`` that together form the
+    request body; it runs in a background thread and its return value is what
+    :meth:`close` returns. Memory stays at a few chunks whatever the block size. Leaving a
+    ``with`` block by an exception aborts the request, so the server never sees a complete
+    body of partial data.
+    """
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        request_callback: Callable[[Iterable[bytes]], Any],
+        compress_option: CompressOption | None = None,
+        encoding: str = "utf-8",
+    ):
+        super().__init__(schema, encoding)
+        self._chunk_size = options.chunk_size
+        self._body = StreamingBody(
+            request_callback, self._chunk_size, make_compressor(compress_option)
+        )
+        self._closed = False
+        self.progress = Progress("upload")
+
+    @property
+    def n_bytes(self) -> int:
+        """Uncompressed bytes encoded so far."""
+        return self._body.raw_bytes + len(self._buffer)
+
+    def write(self, data: Any) -> None:
+        """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
+        if self._closed:
+            raise TunnelError("write to a closed RecordWriter")
+        rows = self._encode(data)
+        if len(self._buffer) >= self._chunk_size:
+            self._send_buffer()
+        self.progress.add(rows, 0)
+
+    def _send_buffer(self) -> None:
+        self.progress.add(0, len(self._buffer))
+        self._body.write(self._buffer)
+        self._buffer = bytearray()
+
+    def close(self) -> Any:
+        """Send the footer, end the request, and return the callback's result."""
+        if self._closed:
+            return None
+        self._closed = True
+        self._buffer += self._encoder.footer()
+        self._send_buffer()
+        result = self._body.close()
+        self.progress.finish()
+        return result
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Drop the request without sending a footer: nothing written is committed."""
+        if not self._closed:
+            self._closed = True
+            self._body.abort(reason)
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+
+class BlockBody:
+    """A finished block's body: re-iterable, so the HTTP layer can re-send it on a retry."""
+
+    def __init__(self, raw: bytes | bytearray, chunk_size: int, compress_option: Any):
+        self._raw = raw
+        self._chunk_size = chunk_size
+        self._compress_option = compress_option
+        self.raw_size = len(raw)
+
+    def __iter__(self) -> Iterator[bytes]:
+        compressor = make_compressor(self._compress_option)
+        view = memoryview(self._raw)
+        size = self._chunk_size
+        for start in range(0, len(view), size):
+            piece = bytes(view[start : start + size])
+            if compressor is None:
+                yield piece
+            else:
+                data = compressor.compress(piece)
+                if data:
+                    yield data
+        if compressor is not None:
+            tail = compressor.flush()
+            if tail:
+                yield tail
+
+
+class BufferedRecordWriter(_RowSink):
+    """Collects records and sends a block whenever ``buffer_size`` uncompressed bytes are held.
+
+    ``request_callback(block_id, body)`` is called once per block with a re-iterable
+    :class:`BlockBody`. Block ids start at ``block_id`` (default 0) and continue with
+    ``block_id_gen()`` when given, else the previous id + 1; ids outside 0..19999 are
+    refused before anything is sent. :meth:`get_blocks_written` lists the ids to commit.
+    """
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        request_callback: Callable[[int, BlockBody], Any],
+        compress_option: CompressOption | None = None,
+        encoding: str = "utf-8",
+        buffer_size: int | None = None,
+        block_id: int | None = None,
+        block_id_gen: Callable[[], int] | None = None,
+    ):
+        super().__init__(schema, encoding)
+        self._request_callback = request_callback
+        self._compress_option = compress_option
+        self._buffer_size = buffer_size or options.block_buffer_size
+        self._block_id_gen = block_id_gen
+        self._block_id = self._check_block_id(block_id or 0)
+        self._blocks_written: list[int] = []
+        self._bytes_sent = 0
+        self._closed = False
+        self.progress = Progress("upload")
+
+    @staticmethod
+    def _check_block_id(block_id: int) -> int:
+        if not isinstance(block_id, int) or not 0 <= block_id <= MAX_BLOCK_ID:
+            raise TunnelError(
+                f"block id {block_id!r} is outside 0..{MAX_BLOCK_ID}", block_id=block_id
+            )
+        return block_id
+
+    @property
+    def cur_block_id(self) -> int:
+        return self._block_id
+
+    @property
+    def n_bytes(self) -> int:
+        """Uncompressed bytes encoded so far, sent or buffered."""
+        return self._bytes_sent + len(self._buffer)
+
+    def write(self, data: Any) -> None:
+        """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
+        if self._closed:
+            raise TunnelError("write to a closed BufferedRecordWriter")
+        rows = self._encode(data)
+        self.progress.add(rows, 0)
+        if len(self._buffer) > self._buffer_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._buffer += self._encoder.footer()
+        body = BlockBody(self._buffer, options.chunk_size, self._compress_option)
+        block_id = self._block_id
+        try:
+            self._request_callback(block_id, body)
+        except TunnelError as exc:
+            exc.with_context(block_id=block_id)
+            raise
+        self._blocks_written.append(block_id)
+        self._bytes_sent += body.raw_size
+        self.progress.add(0, body.raw_size)
+        log.debug("sent block %d: %d bytes", block_id, body.raw_size)
+        self._buffer = bytearray()
+        next_id = self._block_id_gen() if callable(self._block_id_gen) else block_id + 1
+        self._block_id = self._check_block_id(next_id)
+
+    def flush(self) -> None:
+        """Send what is buffered as a block now (no-op when nothing is buffered)."""
+        if self.n_records:
+            self._flush()
+
+    def close(self) -> None:
+        """Send the last block, if any rows are buffered."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+            self.progress.finish()
+
+    def get_blocks_written(self) -> list[int]:
+        """The block ids sent so far: what :meth:`TableUploadSession.commit` needs."""
+        return list(self._blocks_written)
+
+    def __enter__(self) -> BufferedRecordWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self._closed = True

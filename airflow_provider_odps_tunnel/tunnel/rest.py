@@ -1,0 +1,394 @@
+"""The HTTP transport of the tunnel client: signing, pooling, timeouts, retries, errors.
+
+One :class:`RestClient` per endpoint and entry object holds one pooled
+``requests.Session``. Every request is signed with the v2 scheme of ``signing`` (plus the
+STS token header when the credentials carry one). Failures are retried with tenacity
+following the service's policy (protocol §8.3):
+
+* throttling (HTTP 429, ``FlowExceeded``, ``QPSExceeded``, ``SlotExceeded``): any method,
+  waiting at least the ``Retry-After``/``HoldClientMillis`` the service asked for;
+* 5xx answers and broken connections (reset, closed mid-body, read timeout): idempotent
+  methods (GET, PUT, DELETE) and POSTs the caller declares safe (``retry_post=True``);
+* connections that could not be opened: any method, since nothing was sent.
+
+A body that cannot be produced twice (a one-shot iterator) is only retried while none of
+it was sent. Errors answered by the service become the ``errors`` hierarchy with the
+request id and the caller's context (session, table, partition, block, row range).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from .. import __version__
+from . import signing
+from .errors import (
+    InternalServerError,
+    ServerError,
+    Throttled,
+    TunnelConnectionError,
+    TunnelError,
+    TunnelTimeoutError,
+    parse_error_response,
+)
+from .options import options
+
+__all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT"]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = (
+    f"airflow-provider-odps-tunnel/{__version__} Python/{platform.python_version()} "
+    f"{platform.system()}"
+)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_CONNECT_ERRORS = (requests.exceptions.ConnectTimeout,)
+_TRANSFER_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+)
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An AccessKey pair, optionally with an STS token or, instead, a bearer token."""
+
+    access_id: str | None
+    secret_access_key: str | None
+    sts_token: str | None = None
+    bearer_token: str | None = None
+
+    @classmethod
+    def from_account(cls, account: Any) -> Credentials:
+        """Credentials read from a pyodps account object (duck-typed: ``access_id``,
+        ``secret_access_key``, ``sts_token``, ``token``)."""
+        return cls(
+            getattr(account, "access_id", None),
+            getattr(account, "secret_access_key", None),
+            getattr(account, "sts_token", None),
+            getattr(account, "token", None) if not hasattr(account, "access_id") else None,
+        )
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Credentials(access_id={self.access_id!r})"
+
+
+class _OneShotBody:
+    """Wraps a body that can be iterated once, remembering whether any of it was sent."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.started = True
+            yield chunk
+
+
+class _Chunks:
+    """A sequence of byte chunks, sent chunked (and again on a retry)."""
+
+    def __init__(self, chunks: Sequence[bytes]):
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+
+class ResponseStream:
+    """The raw (still compressed) bytes of a streamed response, as a binary file.
+
+    ``read`` never lets urllib3 decompress: the tunnel's ``Content-Encoding`` tokens are
+    handled by ``compression.decompressing_stream``. ``bytes_read`` counts wire bytes.
+    """
+
+    def __init__(self, response: requests.Response):
+        self.response = response
+        self._raw = response.raw
+        self.bytes_read = 0
+        self.closed = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self._raw.read(1 << 20, decode_content=False):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        else:
+            data = self._raw.read(size, decode_content=False)
+        self.bytes_read += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.response.close()
+
+
+class RestClient:
+    """Signed, pooled, retried HTTP requests to one endpoint.
+
+    ``endpoint`` may carry a path prefix (``http://host/api``); resources are paths below
+    it and are signed without the prefix. Every request carries ``curr_project`` (and
+    ``curr_schema`` when a default schema is set), as pyodps does.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        endpoint: str,
+        project: str | None = None,
+        *,
+        schema: str | None = None,
+        namespace: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        pool_maxsize: int | None = None,
+    ):
+        self.credentials = credentials
+        self.endpoint = endpoint.rstrip("/")
+        self.project = project
+        self.schema = schema
+        self.namespace = namespace
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TunnelError(f"invalid endpoint {endpoint!r}: expected http(s)://host[:port]")
+        self.scheme = parts.scheme
+        size = pool_maxsize or options.pool_maxsize
+        self._session = requests.Session()
+        # No default Accept-Encoding: "no header" is how the tunnel says "uncompressed".
+        self._session.headers.pop("Accept-Encoding", None)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"RestClient({self.endpoint!r}, project={self.project!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    # -- request building -----------------------------------------------------------------
+
+    def _timeout(self) -> tuple[float, float]:
+        return (
+            self.connect_timeout or options.connect_timeout,
+            self.read_timeout or options.read_timeout,
+        )
+
+    def _params(self, params: Params | None) -> list[tuple[str, str]]:
+        items = params.items() if isinstance(params, Mapping) else (params or [])
+        out = [(str(k), "" if v is True else str(v)) for k, v in items if v is not None]
+        names = {k for k, _ in out}
+        if self.project and "curr_project" not in names:
+            out.append(("curr_project", self.project))
+        if self.schema and "curr_schema" not in names:
+            out.append(("curr_schema", self.schema))
+        return out
+
+    def _headers(
+        self, method: str, resource: str, params: list[tuple[str, str]], extra: Mapping | None
+    ) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "x-odps-user-agent": USER_AGENT}
+        if self.namespace:
+            headers["x-odps-namespace-id"] = self.namespace
+        for name, value in (extra or {}).items():
+            if value is not None:
+                headers[name] = str(value)
+        headers["Date"] = signing.http_date()
+        cred = self.credentials
+        if cred.bearer_token:
+            headers["x-odps-bearer-token"] = cred.bearer_token
+        elif cred.access_id:
+            canonical = signing.canonical_string(method, resource, params, headers)
+            headers["Authorization"] = signing.authorization(
+                cred.access_id, cred.secret_access_key or "", canonical
+            )
+            if cred.sts_token:
+                headers["authorization-sts-token"] = cred.sts_token
+        return headers
+
+    def url(self, resource: str, params: list[tuple[str, str]]) -> str:
+        query = "&".join(
+            quote(k, safe="") if v == "" else f"{quote(k, safe='')}={quote(v, safe='')}"
+            for k, v in params
+        )
+        return f"{self.endpoint}{resource}" + (f"?{query}" if query else "")
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        resource: str,
+        *,
+        params: Params | None = None,
+        headers: Mapping[str, Any] | None = None,
+        data: bytes | Iterable[bytes] | None = None,
+        stream: bool = False,
+        retry_post: bool = False,
+        retry: bool = True,
+        context: Mapping[str, Any] | None = None,
+    ) -> requests.Response:
+        """Send a request and return its 2xx response, or raise a :class:`TunnelError`.
+
+        ``resource`` is the already-quoted path below the endpoint. ``params`` values of
+        ``""`` or ``True`` are sent as bare flags; ``None`` values are left out. ``data``
+        may be bytes, a re-iterable of chunks (sent chunked, re-sent on a retry) or a
+        one-shot iterator. ``context`` is added to any error raised (``session_id``,
+        ``table``, ``partition``, ``block_id``, ``row_range``).
+        """
+        method = method.upper()
+        plist = self._params(params)
+        context = dict(context or {})
+        one_shot = None
+        if isinstance(data, list | tuple):  # requests would send a list as form fields
+            data = _Chunks(data)
+        if (
+            data is not None
+            and not isinstance(data, bytes | bytearray | memoryview)
+            and iter(data) is data
+        ):
+            one_shot = data = _OneShotBody(data)
+        idempotent = method in _IDEMPOTENT or retry_post
+
+        def should_retry(exc: BaseException) -> bool:
+            if not retry or (one_shot is not None and one_shot.started):
+                return False
+            if isinstance(exc, Throttled):
+                return True
+            if _is_connect_failure(exc):
+                return True
+            if isinstance(exc, InternalServerError | TunnelConnectionError):
+                return idempotent
+            return False
+
+        attempts = _Attempts()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(should_retry),
+            stop=attempts.stop,
+            wait=attempts.wait,
+            before_sleep=lambda state: log.warning(
+                "%s %s failed (%s); retry %d in %.2f s",
+                method,
+                resource,
+                _describe(state.outcome.exception()),
+                state.attempt_number,
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
+            reraise=True,
+        )
+        return retrying(self._send_once, method, resource, plist, headers, data, stream, context)
+
+    def _send_once(
+        self,
+        method: str,
+        resource: str,
+        plist: list[tuple[str, str]],
+        headers: Mapping[str, Any] | None,
+        data: Any,
+        stream: bool,
+        context: dict[str, Any],
+    ) -> requests.Response:
+        signed = self._headers(method, resource, plist, headers)
+        try:
+            resp = self._session.request(
+                method,
+                self.url(resource, plist),
+                headers=signed,
+                data=data,
+                stream=stream,
+                timeout=self._timeout(),
+                allow_redirects=False,
+            )
+        except requests.exceptions.Timeout as exc:
+            raise TunnelTimeoutError(f"{method} {resource} timed out: {exc}", **context) from exc
+        except _TRANSFER_ERRORS as exc:
+            err = TunnelConnectionError(f"{method} {resource} failed: {exc}", **context)
+            raise err from exc
+        if resp.status_code >= 300:
+            try:
+                body = resp.content
+            except _TRANSFER_ERRORS:
+                body = b""
+            finally:
+                resp.close()
+            raise parse_error_response(resp.status_code, resp.headers, body, **context)
+        return resp
+
+
+class _Attempts:
+    """Stop and wait policies: separate budgets for throttling and for failures."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.throttles = 0
+
+    def stop(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Throttled):
+            self.throttles += 1
+            return self.throttles > options.throttle_retry_times
+        self.failures += 1
+        return self.failures > options.retry_times
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Throttled):
+            backoff = _backoff(self.throttles)
+            return max(backoff, exc.retry_after) if exc.retry_after is not None else backoff
+        backoff = _backoff(self.failures)
+        if isinstance(exc, ServerError) and exc.retry_after is not None:
+            return max(backoff, exc.retry_after)
+        return backoff
+
+
+def _backoff(n: int) -> float:
+    return min(options.retry_max_delay, options.retry_delay * (2 ** max(0, n - 1)))
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when the request never reached the server (so it is safe to repeat)."""
+    cause = exc.__cause__
+    if isinstance(cause, _CONNECT_ERRORS):
+        return True
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        inner = cause.args[0] if cause.args else None
+        reason = getattr(inner, "reason", None)
+        return isinstance(reason, NewConnectionError) or isinstance(inner, NewConnectionError)
+    return False
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, TunnelError):
+        return f"{type(exc).__name__}: {exc}"
+    return repr(exc)

@@ -1,0 +1,390 @@
+"""Table upload sessions: blocks written in parallel, then one atomic commit.
+
+Guarantees beyond the bare protocol:
+
+* buffered writers send a finished block in the background while the next one fills, so
+  encoding and sending overlap; at most two blocks are in memory per writer, and an error
+  of a background send is raised by the next ``write``, ``flush`` or ``close``;
+* a failed block PUT is re-sent whole (a block id is idempotent: the last complete PUT of
+  an id wins), by the transport for connection failures, 5xx and throttling, and by the
+  writer when ``on_exception`` says so;
+* buffered writers of one session draw block ids from one thread-safe generator
+  (:attr:`TableUploadSession.block_id_gen`), so any number of threads can write at once;
+  across processes, give each process its own ids (``initial_block_id`` or
+  ``block_id_gen``, e.g. ``itertools.count(k, n).__next__`` for process k of n);
+* ``commit(blocks)`` first compares ``blocks`` with the server's block list and names the
+  missing and extra blocks; a commit whose answer was lost is verified by reloading the
+  session (closed with the same blocks means it committed) instead of failing or
+  re-uploading.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .arrow_writer import ArrowWriter, BufferedArrowWriter, arrow_compress_option
+from .compression import CompressOption
+from .errors import (
+    BlockListMismatch,
+    InternalServerError,
+    SessionStateError,
+    StatusConflict,
+    TunnelConnectionError,
+    TunnelError,
+)
+from .options import options
+from .partition import PartitionSpec
+from .record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
+from .rest import RestClient
+from .schema import TableSchema
+from .table_session import SessionStatus, TableSession
+
+__all__ = ["TableUploadSession", "BlockIdGenerator"]
+
+log = logging.getLogger(__name__)
+
+OnException = Callable[[BaseException], bool] | None
+_COMMITTED = (SessionStatus.Closed, SessionStatus.Committed)
+
+
+class BlockIdGenerator:
+    """Hands out block ids ``start, start+1, ...`` to any number of threads, never twice."""
+
+    def __init__(self, start: int = 0):
+        self._next = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            block_id = self._next
+            self._next += 1
+        if block_id > MAX_BLOCK_ID:
+            raise TunnelError(
+                f"no block ids left: the service allows 0..{MAX_BLOCK_ID} per session",
+                block_id=block_id,
+            )
+        return block_id
+
+    def skip_past(self, block_id: int) -> None:
+        """Make sure ids up to ``block_id`` are never handed out."""
+        with self._lock:
+            self._next = max(self._next, block_id + 1)
+
+
+class _BlockSender:
+    """Sends each finished block in a background thread, one at a time.
+
+    Calling it with a block waits for the previous block to be sent (raising its error),
+    then starts sending the new one and returns: the writer fills the next block while
+    this one travels, and never holds more than two.
+    """
+
+    def __init__(self, put: Callable[[int, Any], Any]):
+        self._put = put
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tunnel-block")
+        self._pending: Future | None = None
+
+    def __call__(self, block_id: int, body: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._put, block_id, body)
+
+    def wait(self) -> None:
+        """Wait for the block in flight; raise its error if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class _PipelinedMixin:
+    """Makes a buffered writer's ``flush``/``close`` wait for its block in flight."""
+
+    _sender: _BlockSender
+
+    def flush(self) -> None:
+        super().flush()
+        self._sender.wait()
+
+    def close(self) -> Any:
+        try:
+            result = super().close()
+            self._sender.wait()
+            return result
+        finally:
+            self._sender.shutdown()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close()
+            return
+        super().__exit__(exc_type, exc, tb)
+        try:
+            self._sender.wait()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.debug("a block send failed while the writer was aborting", exc_info=True)
+        self._sender.shutdown()
+
+
+class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
+    """A :class:`BufferedRecordWriter` that sends each block while the next one fills."""
+
+    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
+        self._sender = sender
+        super().__init__(schema, sender, **kw)
+
+
+class PipelinedArrowWriter(_PipelinedMixin, BufferedArrowWriter):
+    """A :class:`BufferedArrowWriter` that sends each block while the next one fills."""
+
+    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
+        self._sender = sender
+        super().__init__(schema, sender, **kw)
+
+
+class TableUploadSession(TableSession):
+    """A block upload session (create with :meth:`TableTunnel.create_upload_session`).
+
+    ``id`` reattaches to the session; ``blocks`` are the block ids the server holds (as of
+    the last reload); ``overwrite`` replaces the table or partition at commit;
+    ``create_partition`` creates the partition if it does not exist.
+    """
+
+    def __init__(
+        self,
+        client: RestClient,
+        table: Any,
+        partition_spec: str | PartitionSpec | None,
+        upload_id: str | None = None,
+        compress_option: CompressOption | None = None,
+        create_partition: bool | None = None,
+        overwrite: bool = False,
+        quota_name: str | None = None,
+        tags: str | list[str] | None = None,
+    ):
+        super().__init__(client, table, partition_spec, compress_option, quota_name, tags)
+        self._create_partition = bool(create_partition)
+        self._overwrite = overwrite
+        self.blocks: list[int] = []
+        self.max_field_size: int | None = None
+        self.block_id_gen = BlockIdGenerator()
+        if upload_id is None:
+            params = {
+                "overwrite": "true" if overwrite else None,
+                "create_partition": "true" if self._create_partition else None,
+            }
+            resp = self._request("POST", "uploads", params=params, retry_post=True)
+            self._load(resp.json())
+        else:
+            self.id = upload_id
+            self.reload()
+
+    def reload(self) -> None:
+        """Fetch the session again: status and the server's block list."""
+        resp = self._request("GET", params={"uploadid": self.id})
+        self._load(resp.json())
+
+    def _load(self, data: dict[str, Any]) -> None:
+        self.id = data.get("UploadID", self.id)
+        self.status = SessionStatus.parse(data.get("Status"))
+        self.blocks = sorted(int(b["BlockID"]) for b in data.get("UploadedBlockList") or [])
+        if data.get("Schema") is not None:
+            self.schema = TableSchema.from_json(data["Schema"])
+        self.max_field_size = data.get("MaxFieldSize") or self.max_field_size
+        self._quota_name = data.get("QuotaName") or self._quota_name
+        if self.blocks:
+            self.block_id_gen.skip_past(self.blocks[-1])
+
+    def get_block_list(self) -> list[int]:
+        """The block ids the server holds now."""
+        self.reload()
+        return list(self.blocks)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _put_block(
+        self, block_id: int, body: Any, arrow: bool, encoding: str | None, on_exception: OnException
+    ) -> Any:
+        """PUT one block; a re-iterable ``body`` is re-sent on failure."""
+        flags = ["arrow"] if arrow else []
+        headers = self._headers(chunked=True, **{"Content-Encoding": encoding})
+        resendable = iter(body) is not body
+        attempt = 0
+        while True:
+            try:
+                resp = self._request(
+                    "PUT",
+                    *flags,
+                    params={"uploadid": self.id, "blockid": block_id},
+                    headers=headers,
+                    data=body,
+                    context={"block_id": block_id},
+                )
+                return resp.headers.get("odps-tunnel-metrics")
+            except Exception as exc:
+                if isinstance(exc, TunnelError):
+                    exc.with_context(block_id=block_id)
+                attempt += 1
+                if on_exception is None or not resendable or attempt > options.retry_times:
+                    raise
+                if on_exception(exc):
+                    raise
+                log.warning("block %d failed (%s); sending it again", block_id, exc)
+
+    def _writer_ids(
+        self,
+        initial_block_id: int | None,
+        block_id_gen: Callable[[], int] | None,
+    ) -> tuple[int, Callable[[], int] | None]:
+        if block_id_gen is not None:
+            return block_id_gen(), block_id_gen
+        if initial_block_id is not None:
+            return initial_block_id, None
+        return self.block_id_gen(), self.block_id_gen
+
+    def _compress(self, compress: bool) -> CompressOption | None:
+        if not compress:
+            return None
+        return self._compress_option or CompressOption()
+
+    def open_record_writer(
+        self,
+        block_id: int | None = None,
+        compress: bool = False,
+        buffer_size: int | None = None,
+        on_exception: OnException = None,
+        initial_block_id: int | None = None,
+        block_id_gen: Callable[[], int] | None = None,
+    ) -> RecordWriter | BufferedRecordWriter:
+        """A record writer: streaming into ``block_id``, or buffered when no id is given.
+
+        A buffered writer cuts a block every ``buffer_size`` bytes (default
+        ``options.block_buffer_size``) and takes ids from ``block_id_gen``, else from
+        ``initial_block_id`` upwards, else from the session's shared generator (which
+        never hands out an id this session object wrote explicitly or saw on the server).
+        Commit :meth:`~.BufferedRecordWriter.get_blocks_written` (or all writers' lists).
+        """
+        option = self._compress(compress)
+        encoding = option.algorithm.get_encoding() if option else None
+        if block_id is not None:
+            self.block_id_gen.skip_past(block_id)
+            return RecordWriter(
+                self.schema,
+                lambda chunks: self._put_block(block_id, chunks, False, encoding, None),
+                compress_option=option,
+            )
+        first, gen = self._writer_ids(initial_block_id, block_id_gen)
+        return PipelinedRecordWriter(
+            self.schema,
+            _BlockSender(
+                lambda bid, body: self._put_block(bid, body, False, encoding, on_exception)
+            ),
+            compress_option=option,
+            buffer_size=buffer_size,
+            block_id=first,
+            block_id_gen=gen,
+        )
+
+    def open_arrow_writer(
+        self,
+        block_id: int | None = None,
+        compress: bool = False,
+        buffer_size: int | None = None,
+        on_exception: OnException = None,
+        initial_block_id: int | None = None,
+        block_id_gen: Callable[[], int] | None = None,
+    ) -> Any:
+        """An Arrow writer (RecordBatch, Table or DataFrame): streaming into ``block_id``,
+        or buffered with the same block-id rules as :meth:`open_record_writer`."""
+        option = arrow_compress_option(self._compress(compress))
+        encoding = option.algorithm.get_encoding() if option else None
+        if block_id is not None:
+            self.block_id_gen.skip_past(block_id)
+            return ArrowWriter(
+                self.schema,
+                lambda chunks: self._put_block(block_id, chunks, True, encoding, None),
+                compress_option=option,
+            )
+        first, gen = self._writer_ids(initial_block_id, block_id_gen)
+        return PipelinedArrowWriter(
+            self.schema,
+            _BlockSender(
+                lambda bid, body: self._put_block(bid, body, True, encoding, on_exception)
+            ),
+            compress_option=option,
+            buffer_size=buffer_size,
+            block_id=first,
+            block_id_gen=gen,
+        )
+
+    # -- commit -------------------------------------------------------------------------------
+
+    def commit(self, blocks: Iterable[int] | None) -> None:
+        """Commit ``blocks``: they must be exactly the blocks the server holds.
+
+        Can be called once; calling it again after a success (or after a commit whose
+        answer was lost) returns quietly once the server shows the session committed.
+        """
+        expected = sorted({int(b) for b in (blocks or [])})
+        self.reload()
+        if self.status in _COMMITTED:
+            self._check_blocks(expected)
+            log.info("upload session %s was already committed", self.id)
+            return
+        if self.status != SessionStatus.Normal:
+            raise SessionStateError(
+                f"cannot commit an upload session in state {self.status.value}",
+                **self._context(),
+            )
+        self._check_blocks(expected)
+        attempt = 0
+        while True:
+            try:
+                resp = self._request("POST", params={"uploadid": self.id})
+                self._load(resp.json())
+                log.info("committed upload session %s: %d blocks", self.id, len(expected))
+                return
+            except (TunnelConnectionError, InternalServerError, StatusConflict) as exc:
+                attempt += 1
+                if self._verify_committed(expected, exc):
+                    return
+                if isinstance(exc, StatusConflict) or attempt > options.retry_times:
+                    raise
+                time.sleep(min(options.retry_max_delay, options.retry_delay * 2 ** (attempt - 1)))
+
+    def _check_blocks(self, expected: list[int]) -> None:
+        server = set(self.blocks)
+        missing = sorted(set(expected) - server)
+        extra = sorted(server - set(expected))
+        if missing or extra:
+            raise BlockListMismatch(
+                f"blocks to commit differ from the server's: missing on the server {missing}, "
+                f"extra on the server {extra}",
+                missing=missing,
+                extra=extra,
+                **self._context(),
+            )
+
+    def _verify_committed(self, expected: list[int], exc: Exception) -> bool:
+        """After a failed commit request: did the commit happen anyway?"""
+        try:
+            self.reload()
+        except TunnelError as reload_exc:
+            log.warning("cannot verify the commit of %s: %s", self.id, reload_exc)
+            return False
+        if self.status in _COMMITTED and self.blocks == expected:
+            log.warning(
+                "commit of upload session %s answered %s, but the session is committed "
+                "with the expected %d blocks: done",
+                self.id,
+                type(exc).__name__,
+                len(expected),
+            )
+            return True
+        return False

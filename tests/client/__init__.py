@@ -1,0 +1,1 @@
+"""Tests of the tunnel client (issue 5)."""

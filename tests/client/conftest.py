@@ -1,0 +1,41 @@
+"""Fixtures of the client tests: an in-process emulator, an entry object, fast retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_odps_tunnel.emulator.pytest_plugin import emulator, emulator_table
+from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
+from airflow_provider_odps_tunnel.tunnel.options import options
+
+__all__ = ["emulator", "emulator_table"]
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries wait milliseconds, so failure tests stay fast (Retry-After still applies)."""
+    monkeypatch.setattr(options, "retry_delay", 0.001)
+    monkeypatch.setattr(options, "retry_max_delay", 0.01)
+
+
+@pytest.fixture
+def odps(emulator) -> ODPS:
+    """Our entry object, discovering the tunnel endpoint through the service endpoint."""
+    return ODPS(
+        emulator.access_id, emulator.secret_access_key, emulator.project, endpoint=emulator.endpoint
+    )
+
+
+@pytest.fixture
+def tunnel(odps: ODPS) -> TableTunnel:
+    return TableTunnel(odps)
+
+
+@pytest.fixture
+def faults(emulator) -> Iterator:
+    """The emulator's fault registry, emptied after the test."""
+    emulator.faults.clear()
+    yield emulator.faults
+    emulator.faults.clear()

@@ -1,0 +1,95 @@
+"""Upsert behaviour the emulator does not provoke, on a scripted server: slot
+reassignment (HTTP 308), asynchronous commit polling and its timeout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_odps_tunnel.tunnel import ODPS, TableSchema, TableTunnel, errors
+
+from .fake_server import Answer, FakeServer
+
+SCHEMA = TableSchema.from_lists(["k", "v"], ["bigint", "string"])
+
+
+def session_json(status: str = "normal", server: str = "127.0.0.1:1") -> bytes:
+    return json.dumps(
+        {
+            "id": "u1",
+            "status": status,
+            "schema": SCHEMA.to_json(),
+            "hash_key": ["k"],
+            "hasher": "default",
+            "slots": [{"slot_id": "0", "buckets": [0, 1], "worker_addr": server}],
+        }
+    ).encode()
+
+
+def gone() -> Answer:
+    return Answer(404, json.dumps({"Code": "UpsertSessionNotFound", "Message": "gone"}).encode())
+
+
+@pytest.fixture
+def server():
+    with FakeServer() as srv:
+        yield srv
+
+
+def tunnel_for(srv: FakeServer) -> TableTunnel:
+    return TableTunnel(ODPS("AK", "SK", "proj", tunnel_endpoint=srv.endpoint))
+
+
+def test_slot_reassignment_follows_the_routed_server(server):
+    server.answers += [
+        Answer(200, session_json()),
+        Answer(308, b"", {"odps-tunnel-routed-server": "127.0.0.1:2"}),
+        Answer(200),
+    ]
+    session = tunnel_for(server).create_upsert_session("t")
+    with session.open_upsert_stream() as stream:
+        stream.upsert([1, "a"])
+    first, second = server.seen[1], server.seen[2]
+    assert first.method == second.method == "PUT"
+    assert first.headers["odps-tunnel-routed-server"] == "127.0.0.1:1"
+    assert second.headers["odps-tunnel-routed-server"] == "127.0.0.1:2"
+    assert second.query["record_count"] == "1" and second.body == first.body
+    assert session.buckets[0] == ("0", "127.0.0.1:2")
+
+
+def test_commit_polls_until_the_session_is_gone(server):
+    server.answers += [
+        Answer(200, session_json()),
+        Answer(200, session_json("committing")),  # commit
+        Answer(200, session_json("committing")),  # reload
+        gone(),  # commit again: the session has committed and is gone
+    ]
+    session = tunnel_for(server).create_upsert_session("t")
+    session.commit()
+    assert session.status == session.Status.Committed
+    assert [s.method for s in server.seen] == ["POST", "POST", "GET", "POST"]
+    assert server.seen[1].headers["odps-tunnel-routed-server"] == "127.0.0.1:1"
+
+
+def test_commit_timeout(server):
+    server.answers += [
+        Answer(200, session_json()),
+        Answer(200, session_json("committing")),
+        Answer(200, session_json("committing")),
+    ]
+    session = tunnel_for(server).create_upsert_session("t", commit_timeout=0.5)
+    with pytest.raises(errors.CommitTimeout) as info:
+        session.commit()
+    assert info.value.session_id == "u1"
+
+
+def test_async_commit_returns_at_once(server):
+    server.answers += [
+        Answer(200, session_json()),
+        Answer(200, session_json("committing")),
+        Answer(200, session_json("committing")),
+    ]
+    session = tunnel_for(server).create_upsert_session("t")
+    session.commit(async_=True)
+    assert session.status == session.Status.Committing
