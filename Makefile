@@ -1,7 +1,10 @@
 # Developer and CI entry points. `make test` is what CI runs (via .ci/run).
 #
 #   make venv    build .venv from the lock file (re-runs when the lock or setup.cfg changes)
-#   make test    ruff check + ruff format --check + pytest  (PYTEST_ARGS="-k foo" to narrow)
+#   make demo    the example DAGs end to end against the emulator (DEMO_ARGS=--verbose for logs)
+#   make test    ruff check + ruff format --check + pytest + the docs build, warnings as errors
+#                (PYTEST_ARGS="-k foo" to narrow)
+#   make docs    build the documentation site into build/site/ (mkdocs, warnings as errors)
 #   make lint    ruff check + ruff format --check
 #   make format  ruff format + ruff check --fix
 #   make lock    rebuild requirements/lock-py3.11.txt from a fresh temporary venv
@@ -19,6 +22,7 @@ STAMP       := $(VENV)/.installed
 LOCK        := requirements/lock-py3.11.txt
 EXTRAS      := airflow,emulator,dev
 PYTEST_ARGS ?=
+DEMO_ARGS   ?=
 
 # Prints the interpreter used to create virtualenvs: python3.11, else python3 if it is >= 3.11.
 find_python = for p in python3.11 python3; do \
@@ -28,11 +32,11 @@ find_python = for p in python3.11 python3; do \
 	  fi; \
 	done
 
-.PHONY: venv test lint format lock bench clean
+.PHONY: venv test lint format lock bench clean demo docs
 
 venv: $(STAMP)
 
-$(STAMP): $(LOCK) setup.cfg
+$(STAMP): $(LOCK) setup.cfg setup.py airflow_provider_odps_tunnel/tunnel/_record_codec_c.pyx
 	@if [ ! -x $(PYTHON) ]; then \
 	  py=$$($(find_python)); \
 	  if [ -z "$$py" ]; then echo "error: need python3.11 (or a python3 >= 3.11) on PATH" >&2; exit 1; fi; \
@@ -44,13 +48,21 @@ $(STAMP): $(LOCK) setup.cfg
 	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-# Runs all three checks even if an earlier one fails, then fails if any failed.
+# Runs all four checks even if an earlier one fails, then fails if any failed.
 test: venv
 	@status=0; \
 	echo "+ ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "+ ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
+	echo "+ mkdocs build --strict"; $(BIN)/mkdocs build --strict || status=1; \
 	echo "+ pytest $(PYTEST_ARGS)"; $(PYTHON) -m pytest $(PYTEST_ARGS) || status=1; \
 	exit $$status
+
+# The example DAGs against a throw-away emulator and Airflow home; prints what was loaded.
+demo: venv
+	$(PYTHON) scripts/demo.py $(DEMO_ARGS)
+
+docs: venv
+	$(BIN)/mkdocs build --strict
 
 lint: venv
 	@status=0; \

@@ -29,6 +29,46 @@ def get_provider_info() -> dict[str, Any]:
             "Tunnel service."
         ),
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "MaxCompute Tunnel",
+                "external-doc-url": "https://www.alibabacloud.com/help/en/maxcompute/",
+                "tags": ["alibaba"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "MaxCompute Tunnel",
+                "python-modules": ["airflow_provider_odps_tunnel.hooks.tunnel"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "MaxCompute Tunnel",
+                "python-modules": [
+                    "airflow_provider_odps_tunnel.operators.upload",
+                    "airflow_provider_odps_tunnel.operators.transfer",
+                    "airflow_provider_odps_tunnel.operators.export",
+                    "airflow_provider_odps_tunnel.operators.upsert",
+                    "airflow_provider_odps_tunnel.operators.stream",
+                ],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "MaxCompute Tunnel",
+                "python-modules": [
+                    "airflow_provider_odps_tunnel.sensors.partition",
+                    "airflow_provider_odps_tunnel.sensors.session",
+                ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "MaxCompute Tunnel",
+                "python-modules": ["airflow_provider_odps_tunnel.triggers.tunnel"],
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

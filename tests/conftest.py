@@ -23,6 +23,11 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 
 import pytest  # noqa: E402  (imported after the environment is set, on purpose)
 
+# One emulator for the whole run (fixtures `emulator` and `emulator_table`). With one per
+# test folder, two servers answered for the same project name, and pyodps entries made in
+# one folder's tests led the other folder's SQL tests to the wrong server.
+pytest_plugins = ["airflow_provider_odps_tunnel.emulator.pytest_plugin"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
 
@@ -42,3 +47,16 @@ def vectors_dir() -> Path:
             pytrace=False,
         )
     return VECTORS_DIR
+
+
+@pytest.fixture(autouse=True)
+def _forget_pyodps_global_endpoint():
+    """pyodps copies the tunnel endpoint of every new ``ODPS(...)`` into its global options,
+    where entries made later without one pick it up: reset it after each test so no test
+    sends tunnel requests to a server another test chose."""
+    yield
+    import sys
+
+    odps = sys.modules.get("odps")
+    if odps is not None:
+        odps.options.tunnel.endpoint = None

@@ -394,3 +394,34 @@ def test_we_read_what_pyodps_writes():
         )
         for row in rows
     ]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin"])
+def test_arrow_and_tuple_inputs_agree_on_datetimes_outside_utc(monkeypatch, zone):
+    """Naive datetimes are wall clock in the local zone whichever way they are written."""
+    monkeypatch.setattr(options, "local_timezone", zone)
+    schema = TableSchema.from_lists(
+        ["ts", "nested"], ["datetime", "struct<t:datetime,ts:timestamp,ntz:timestamp_ntz>"]
+    )
+    when = dt.datetime(2024, 7, 1, 12, 0, 0)
+    rows = [
+        (
+            when + dt.timedelta(hours=i),
+            {
+                "t": when,
+                "ts": pd.Timestamp(when) + pd.Timedelta(nanoseconds=5),
+                "ntz": pd.Timestamp(when),
+            },
+        )
+        for i in range(3)
+    ]
+    bodies = []
+    for data in (rows, [pd.DataFrame(rows, columns=["ts", "nested"])]):
+        writer = RecordWriter(schema, lambda chunks: bodies.append(collect(chunks)))
+        for item in data:
+            writer.write(item)
+        writer.close()
+    assert bodies[0] == bodies[1]
+    decoded = decode(bodies[1], schema)
+    assert [r[0] for r in decoded] == [r[0] for r in rows]
+    assert decoded[0][1]["t"] == when and decoded[0][1]["ntz"] == pd.Timestamp(when)

@@ -1,10 +1,11 @@
-"""The ASGI application: request ids, routing, auth, fault injection, errors.
+"""The ASGI application: request ids, routing, auth, fault injection, errors, request log.
 
 Each request gets an id (answered in ``x-odps-request-id``), is routed by path shape and
-parameters, authenticated (v2 signature and date skew), possibly hit by an injected fault,
+parameters, possibly hit by an injected fault, authenticated (v2 signature and date skew),
 then handled; any :class:`EmulatorError` becomes the service's JSON error body and any
-other exception a 500 ``InternalServerError``. ``/__emulator__/...`` are the emulator's own
-admin resources (fault injection, clock), never signed.
+other exception a 500 ``InternalServerError``. Every request but the admin ones gets a line
+in the request log. ``/__emulator__/...`` are the emulator's own admin resources (faults,
+clock, health), never signed.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from starlette.responses import Response
 from .auth import verify_request
 from .call import Call, json_response
 from .errors import EmulatorError, error_response
-from .faults import Fault
+from .faults import Fault, request_direction
 from .ingest import ConnectionAborted
+from .requestlog import public_params
 from .routing import resolve
 from .state import EmulatorState
 
@@ -48,6 +50,14 @@ def _abort_transport(receive: Any) -> None:
         transport.abort()
 
 
+def _session_of(params: dict[str, str], args: dict[str, str]) -> str | None:
+    """The session (or instance) id a request names, if any."""
+    for name in _SESSION_PARAMS:
+        if params.get(name):
+            return params[name]
+    return args.get("session") or args.get("instance")
+
+
 class EmulatorApp:
     """ASGI callable serving one :class:`EmulatorState`."""
 
@@ -65,14 +75,45 @@ class EmulatorApp:
                     return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
-        request_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:16]
-        started = time.monotonic()
-        path = scope["path"]
-        if path.startswith(ADMIN_PREFIX):
-            response = await self._admin(request, path[len(ADMIN_PREFIX) :])
+        if scope["path"].startswith(ADMIN_PREFIX):
+            request = Request(scope, receive)
+            response = await self._admin(request, scope["path"][len(ADMIN_PREFIX) :])
             await response(scope, receive, send)
             return
+        started = time.monotonic()
+        counters = {"in": 0, "out": 0, "status": None}
+
+        async def counting_receive() -> dict:
+            message = await receive()
+            counters["in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                counters["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                counters["out"] += len(message.get("body", b""))
+            await send(message)
+
+        entry: dict[str, Any] = {}
+        try:
+            await self._serve(scope, receive, counting_receive, counting_send, entry)
+        finally:
+            if self.state.request_log.enabled:
+                entry.update(
+                    status=counters["status"] or "connection dropped",
+                    bytes_in=counters["in"],
+                    bytes_out=counters["out"],
+                    ms=round((time.monotonic() - started) * 1000, 1),
+                )
+                self.state.request_log.write(entry)
+
+    async def _serve(
+        self, scope: dict, raw_receive: Any, receive: Any, send: Any, entry: dict[str, Any]
+    ) -> None:
+        request = Request(scope, receive)
+        request_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:16]
+        path = scope["path"]
         raw_path = scope.get("raw_path", path.encode()).decode("utf-8", "replace")
         is_service = path == SERVICE_PREFIX or path.startswith(SERVICE_PREFIX + "/")
         resource = path[len(SERVICE_PREFIX) :] if is_service else path
@@ -80,11 +121,23 @@ class EmulatorApp:
         raw_query = scope.get("query_string", b"").decode("utf-8", "replace")
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
         method = scope["method"].upper()
+        entry.update(
+            time=round(time.time(), 3),
+            request_id=request_id,
+            method=method,
+            path=path,
+            params=public_params(params),
+        )
         fault: Fault | None = None
+        call: Call | None = None
         try:
-            route = resolve(method, resource, params)
+            route = resolve(method, resource, params, on_service=is_service)
+            session = _session_of(params, route.args)
+            entry.update(kind=route.kind, session=session)
             target = f"{resource}?{raw_query}" if raw_query else resource
-            fault = self.state.faults.match(method, target, route.kind)
+            fault = self.state.faults.match(method, target, route.kind, session)
+            if fault is not None:
+                entry["fault"] = fault.kind
             call = Call(
                 self.state,
                 request,
@@ -93,7 +146,7 @@ class EmulatorApp:
                 params,
                 request_id,
                 route.args,
-                abort_connection=lambda: _abort_transport(receive),
+                abort_connection=lambda: _abort_transport(raw_receive),
             )
             # Faults act like the network or a gateway: before authentication.
             await self._before(fault, call)
@@ -104,11 +157,12 @@ class EmulatorApp:
                     raw_query,
                     request.headers,
                     self.state.config.credentials,
-                    self.state.clock.now(),
+                    time.time(),
                 )
             response = await route.handler(call)
         except EmulatorError as exc:
             response = error_response(exc, request_id)
+            entry["error"] = exc.code
         except ConnectionAborted:
             logger.info("%s %s: connection dropped (fault)", method, path)
             return
@@ -118,21 +172,17 @@ class EmulatorApp:
                 EmulatorError("InternalServerError", f"{type(exc).__name__}: {exc}", 500),
                 request_id,
             )
+            entry["error"] = "InternalServerError"
+        finally:
+            if call is not None and call.log:
+                entry.update(call.log)
         response.headers["x-odps-request-id"] = request_id
         try:
-            await response(scope, receive, self._wrap_send(fault, send, receive))
+            await response(scope, receive, self._wrap_send(fault, method, send, raw_receive))
         except Exception:  # noqa: BLE001 - includes groups wrapping _Dropped
             if fault is not None and fault.kind == "reset_after_bytes":
                 return  # the connection was cut on purpose
             raise
-        logger.info(
-            "%s %s -> %s in %.1f ms (request %s)",
-            method,
-            path,
-            response.status_code,
-            (time.monotonic() - started) * 1000,
-            request_id,
-        )
 
     async def _before(self, fault: Fault | None, call: Call) -> None:
         """Apply the request-side part of a fault (raising ends the request)."""
@@ -149,7 +199,7 @@ class EmulatorApp:
             seconds = args.get("seconds", 1)
             raise EmulatorError(
                 args.get("code", "FlowExceeded"),
-                args.get("message", "Request rate exceeded (injected fault)"),
+                args.get("message", "Your flow quota is exceeded (injected fault)"),
                 429,
                 headers={"Retry-After": str(seconds)},
             )
@@ -161,24 +211,22 @@ class EmulatorApp:
                     self.state.sessions.expire(call.params[name])
             if call.args.get("session"):
                 self.state.sessions.expire(call.args["session"])
-        elif fault.kind == "reset_after_bytes":
-            direction = args.get("direction") or (
-                "request" if call.method in ("PUT", "POST") else "response"
-            )
-            if direction == "request":
-                limit = int(args.get("bytes", 0))
-                if limit <= 0:
-                    call.abort_connection()
-                    raise ConnectionAborted()
-                call.abort_request_after = limit
+        elif fault.kind == "corrupt_crc" and request_direction(fault, call.method):
+            call.corrupt_request_at = int(args.get("offset", -1))
+        elif fault.kind == "reset_after_bytes" and request_direction(fault, call.method):
+            limit = int(args.get("bytes", 0))
+            if limit <= 0:
+                call.abort_connection()
+                raise ConnectionAborted()
+            call.abort_request_after = limit
 
-    def _wrap_send(self, fault: Fault | None, send: Any, receive: Any) -> Any:
+    def _wrap_send(self, fault: Fault | None, method: str, send: Any, receive: Any) -> Any:
         """Apply the response-side part of a fault to the body being sent."""
         if fault is None or fault.kind not in ("reset_after_bytes", "corrupt_crc"):
             return send
-        args = fault.args
-        if fault.kind == "reset_after_bytes" and args.get("direction", "response") != "response":
+        if request_direction(fault, method):
             return send
+        args = fault.args
         state = {"sent": 0, "done": False}
 
         async def wrapped(message: dict) -> None:
@@ -209,7 +257,7 @@ class EmulatorApp:
         return wrapped
 
     async def _admin(self, request: Request, name: str) -> Response:
-        """``/__emulator__/faults`` (GET list, POST add, DELETE clear), ``clock``, ``health``."""
+        """``faults`` (GET list, POST add, DELETE clear), ``clock`` (GET, POST), ``health``."""
         faults = self.state.faults
         try:
             if name == "health":
@@ -223,15 +271,23 @@ class EmulatorApp:
                     faults.clear()
                     return json_response({"cleared": True})
                 return json_response(
-                    {"faults": [f.to_json() for f in faults.active], "injected": faults.injected}
+                    {
+                        "faults": [f.to_json() for f in faults.active],
+                        "injected": faults.injected,
+                        "counts": faults.counts,
+                    }
                 )
             if name == "clock":
+                clock = self.state.clock
                 if request.method == "POST":
                     spec = json.loads(await request.body() or b"{}")
-                    self.state.clock.advance(float(spec.get("advance", 0)))
-                return json_response(
-                    {"now": self.state.clock.now(), "offset": self.state.clock.offset}
-                )
+                    if spec.get("reset"):
+                        clock.reset()
+                    if "set" in spec:
+                        clock.set(float(spec["set"]))
+                    if "advance" in spec:
+                        clock.advance(float(spec["advance"]))
+                return json_response({"now": clock.now(), "offset": clock.offset})
         except (TypeError, ValueError) as exc:
             return json_response({"error": str(exc)}, status=400)
         return json_response({"error": f"unknown admin resource {name!r}"}, status=404)

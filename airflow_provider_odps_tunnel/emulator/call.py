@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,10 @@ from starlette.responses import Response
 from ..tunnel.partition import PartitionSpec
 from .catalog import TableInfo
 from .errors import EmulatorError
+from .ingest import receive_body
 from .state import EmulatorState
 
-__all__ = ["Call", "Handler", "json_response", "metrics_header"]
+__all__ = ["Call", "Handler", "json_response", "xml_response", "rfc822", "metrics_header"]
 
 T = TypeVar("T")
 
@@ -33,7 +35,10 @@ class Call:
     request_id: str
     args: dict[str, str] = field(default_factory=dict)
     abort_request_after: int | None = None
+    corrupt_request_at: int | None = None
     abort_connection: Callable[[], None] = lambda: None
+    # Extra fields of this request's line in the request log (e.g. a created session's id).
+    log: dict[str, Any] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -48,6 +53,32 @@ class Call:
     def partition(self, info: TableInfo) -> PartitionSpec:
         """The ``partition=`` parameter normalised to the table's partition columns."""
         return self.state.catalog.normalize_spec(info, self.params.get("partition") or None)
+
+    async def receive(self, work: Callable[[Any], T]) -> T:
+        """Stream the request body to ``work`` (see ``ingest.receive_body``), applying the
+        request-side faults armed for this request."""
+        return await receive_body(
+            self.request,
+            self.state.staging_dir,
+            self.state.executor,
+            work,
+            abort_after=self.abort_request_after,
+            on_abort=self.abort_connection,
+            corrupt_at=self.corrupt_request_at,
+            open_spools=self.state.open_spools,
+        )
+
+    def limit_sessions(self, info: TableInfo, kind: str) -> None:
+        """Count a session creation on the table (429 ``FlowExceeded`` over the limit)."""
+        self.state.limiter.check(
+            self.state.config.session_rate_limit, f"{kind} sessions", f"{info.project}.{info.name}"
+        )
+
+    def limit_commits(self, info: TableInfo) -> None:
+        """Count a commit on the table (429 ``FlowExceeded`` over the limit)."""
+        self.state.limiter.check(
+            self.state.config.commit_rate_limit, "commits", f"{info.project}.{info.name}"
+        )
 
     async def blocking(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking work (disk, fsync, decoding) on the worker pool."""
@@ -68,6 +99,21 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
         headers=headers,
         media_type="application/json",
     )
+
+
+def xml_response(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """An XML answer (the service endpoint's format) with its declaration."""
+    return Response(
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + body,
+        status_code=status,
+        headers=headers,
+        media_type="application/xml",
+    )
+
+
+def rfc822(ts: float) -> str:
+    """A time as the service writes it in XML and headers."""
+    return email.utils.formatdate(ts, usegmt=True)
 
 
 def metrics_header(server_micros: int) -> dict[str, str]:

@@ -97,6 +97,8 @@ class TableInfo:
     buckets: int | None
     created: float
     path: Path
+    lifecycle: int | None = None
+    comment: str = ""
 
     @property
     def partitioned(self) -> bool:
@@ -146,6 +148,10 @@ class Catalog:
             return
         atomic_write_json(path / "project.json", {"name": name, "created": time.time()})
 
+    def project_created(self, name: str) -> float:
+        """When a project was created; ``NoSuchProject`` if it does not exist."""
+        return float(read_json(self._require_project(name) / "project.json")["created"])
+
     def project_exists(self, name: str) -> bool:
         return (self._project_dir(name) / "project.json").exists()
 
@@ -171,9 +177,12 @@ class Catalog:
         primary_key: list[str] | None = None,
         buckets: int | None = None,
         if_not_exists: bool = False,
+        lifecycle: int | None = None,
+        comment: str = "",
     ) -> TableInfo:
         """Create a table. A primary key makes it a transactional (upsert) table whose rows
-        are spread over ``buckets`` hash buckets (default 16)."""
+        are spread over ``buckets`` hash buckets (default 16). ``lifecycle`` (days) and
+        ``comment`` are metadata only: nothing ever expires."""
         _check_name("table", table)
         path = self._table_dir(project, table)
         if (path / "table.json").exists():
@@ -205,6 +214,8 @@ class Catalog:
             "primary_key": [schema.get_column(k).name for k in primary_key],
             "buckets": buckets,
             "created": time.time(),
+            "lifecycle": lifecycle,
+            "comment": comment or "",
         }
         (path / "data").mkdir(parents=True, exist_ok=True)
         (path / "partitions").mkdir(exist_ok=True)
@@ -225,6 +236,8 @@ class Catalog:
             buckets=meta.get("buckets"),
             created=float(meta["created"]),
             path=path,
+            lifecycle=meta.get("lifecycle"),
+            comment=meta.get("comment") or "",
         )
 
     def get_table(self, project: str, table: str) -> TableInfo:
@@ -233,6 +246,13 @@ class Catalog:
         if not (path / "table.json").exists():
             raise EmulatorError.no_such_table(project, table)
         return self._load_table(project, path)
+
+    def list_tables(self, project: str) -> list[str]:
+        """The (lower-case) names of a project's tables, sorted."""
+        base = self._require_project(project) / "tables"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "table.json").exists())
 
     def table_exists(self, project: str, table: str) -> bool:
         try:
@@ -388,6 +408,8 @@ class Catalog:
         if session_id is not None:
             sessions = (sessions + [session_id])[-_APPLIED_MEMORY:]
         new = _manifest(spec, version, files, sessions)
+        if manifest is not None:
+            new["created"] = manifest.get("created", new["created"])
         atomic_write_json(
             self._manifest_path(info, spec),
             new,
@@ -507,6 +529,23 @@ class Catalog:
             return schema.empty_table()
         return pa.concat_tables(parts)
 
+    def partition_stats(self, info: TableInfo, spec: PartitionSpec) -> dict[str, Any]:
+        """Created and modified times, rows, bytes and file count of one partition."""
+        manifest = self._read_manifest(info, spec)
+        if manifest is None:
+            raise EmulatorError.no_such_partition(info.name, spec.to_param())
+        size = 0
+        for f in manifest["files"]:
+            with contextlib.suppress(FileNotFoundError):
+                size += (info.data_dir / f["name"]).stat().st_size
+        return {
+            "created": float(manifest.get("created", manifest["modified"])),
+            "modified": float(manifest["modified"]),
+            "rows": sum(f["rows"] for f in manifest["files"]),
+            "size": size,
+            "files": len(manifest["files"]),
+        }
+
     def table_stats(self, info: TableInfo) -> tuple[int, int]:
         """(committed rows, bytes of committed data files) over all partitions."""
         rows = size = 0
@@ -547,10 +586,12 @@ class Catalog:
 def _manifest(
     spec: PartitionSpec, version: int, files: list[DataFile], sessions: list[str] | None = None
 ) -> dict[str, Any]:
+    now = time.time()
     return {
         "partition": dict(spec.items()),
         "version": version,
         "files": [f.to_json() for f in files],
         "sessions": sessions or [],
-        "modified": time.time(),
+        "created": now,
+        "modified": now,
     }

@@ -1,9 +1,10 @@
 """The ``odps-tunnel-emulator`` command: ``serve`` a data directory, or administer it.
 
-``serve`` prints the endpoints, projects and key pair and serves until interrupted. The
-admin subcommands (``create-project``, ``create-table``, ``drop-table``,
-``create-partition``, ``drop-partition``, ``list-partitions``) work on the data directory
-directly and may be used while a server runs on it.
+``serve`` prints the endpoints, projects and key pair and serves until interrupted; its
+options are the fields of ``EmulatorConfig`` (limits, rate limits, request log). The admin
+subcommands (``create-project``, ``create-table``, ``drop-table``, ``create-partition``,
+``drop-partition``, ``list-partitions``) work on the data directory directly and may be used
+while a server runs on it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,46 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..tunnel.schema import Column, TableSchema
 from .catalog import Catalog
 from .errors import EmulatorError
 
-__all__ = ["main", "parse_columns"]
+if TYPE_CHECKING:
+    from .state import EmulatorConfig
+
+__all__ = ["main", "parse_columns", "option_args"]
+
+# EmulatorConfig field -> serve flag, for the options that take a value.
+_VALUE_OPTIONS = {
+    "host": "--host",
+    "project": "--project",
+    "access_id": "--access-id",
+    "secret_access_key": "--secret-access-key",
+    "session_lifetime": "--session-lifetime",
+    "max_field_size": "--max-field-size",
+    "preview_limit": "--preview-limit",
+    "instance_result_limit": "--instance-result-limit",
+    "session_rate_limit": "--session-rate-limit",
+    "commit_rate_limit": "--commit-rate-limit",
+    "instance_wait": "--instance-wait",
+}
+
+
+def option_args(config: EmulatorConfig) -> list[str]:
+    """``serve`` flags reproducing ``config`` (used to start a child-process emulator)."""
+    args: list[str] = []
+    for name, value in config.options().items():
+        if name in _VALUE_OPTIONS and value is not None:
+            args += [_VALUE_OPTIONS[name], str(value)]
+    if not config.auth:
+        args.append("--no-auth")
+    if not config.request_log:
+        args.append("--no-request-log")
+    if config.request_log_stderr:
+        args.append("--request-log-stderr")
+    return args
 
 
 def parse_columns(text: str) -> list[Column]:
@@ -55,12 +90,11 @@ def _serve(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     config = EmulatorConfig(
         data_dir=Path(args.data_dir).resolve(),
-        host=args.host,
         port=port,
-        project=args.project,
-        access_id=args.access_id,
-        secret_access_key=args.secret_access_key,
         auth=not args.no_auth,
+        request_log=not args.no_request_log,
+        request_log_stderr=args.request_log_stderr,
+        **{name: getattr(args, name) for name in _VALUE_OPTIONS},
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
     state = EmulatorState(config)
@@ -88,6 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
             "secret_access_key": config.secret_access_key,
             "auth": config.auth,
             "data_dir": str(config.data_dir),
+            "request_log": str(state.request_log.path) if state.request_log.path else "off",
         }
         print("odps-tunnel-emulator serving")
         for key, value in info.items():
@@ -165,6 +200,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--secret-access-key", default="test-secret")
     serve.add_argument("--no-auth", action="store_true", help="accept unsigned requests")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--session-lifetime", type=float, default=24 * 3600.0, help="seconds (default 24 h)"
+    )
+    serve.add_argument(
+        "--max-field-size", type=int, default=8 * 1024 * 1024, help="bytes of one value"
+    )
+    serve.add_argument("--preview-limit", type=int, default=10000, help="rows of a preview")
+    serve.add_argument(
+        "--instance-result-limit",
+        type=int,
+        default=10000,
+        help="rows of a limited instance download",
+    )
+    serve.add_argument(
+        "--session-rate-limit",
+        metavar="COUNT/SECONDS",
+        help="sessions created per table and kind, e.g. 500/300 (default: no limit)",
+    )
+    serve.add_argument(
+        "--commit-rate-limit",
+        metavar="COUNT/SECONDS",
+        help="commits per table, e.g. 75/15 (default: no limit)",
+    )
+    serve.add_argument(
+        "--instance-wait",
+        type=float,
+        default=30.0,
+        help="seconds a SQL submission waits for its job before answering",
+    )
+    serve.add_argument("--no-request-log", action="store_true", help="do not write requests.jsonl")
+    serve.add_argument(
+        "--request-log-stderr", action="store_true", help="also print the request log"
+    )
     serve.add_argument("--ready-file", help=argparse.SUPPRESS)
 
     project = sub.add_parser("create-project", help="create a project")

@@ -1,20 +1,31 @@
-"""Fault injection (issue 4): make chosen requests fail the way a real network or service does.
+"""Fault injection: make chosen requests fail the way a real network or service does.
 
-A fault matches requests by method, resource (a substring or regular expression of the
-request's path and query, ``/projects/p/tables/t?data&rowrange=(0,10)...``) and session kind, and fires on the ``nth`` matching request and then on the ``times - 1``
-following ones. Kinds:
+A fault matches requests by ``method``, ``resource`` (a substring or regular expression of
+the request's path and query, ``/projects/p/tables/t?data&rowrange=(0,10)...``) and
+``session_kind`` (``upload``, ``download``, ``stream``, ``upsert``, ``preview``,
+``volume``, ``instance`` for the instance tunnel, ``sql`` for instance submission and
+status). It fires on the ``nth`` matching request and on the ``times - 1`` following ones
+(``times=0``: every one from the nth on). With ``per_session=True`` the count restarts for
+every session (or instance) id, e.g. "the second block PUT of every upload session".
+
+Kinds (each works on upload and download paths alike):
 
 ``status``             answer ``status`` (500, 502, 503, ...) with ``code`` and ``message``
-``throttle``           answer 429 ``FlowExceeded`` with ``Retry-After: seconds``
+``throttle``           answer 429 (``code`` default ``FlowExceeded``) with
+                       ``Retry-After: seconds``
 ``reset_after_bytes``  drop the connection after ``bytes`` body bytes of the request
                        (``direction="request"``, the default for PUT and POST) or response
 ``delay``              wait ``seconds`` before handling; with ``point`` (``commit:staged``,
                        ``commit:published``) wait inside a commit at that instant instead
-``corrupt_crc``        flip one byte (at ``offset``, default the middle of the first piece) of
-                       the response body, so the client's checksum fails
+``corrupt_crc``        flip one body byte at ``offset`` (default: the middle of the first
+                       piece): of the response (the client's checksum fails), or of the
+                       request with ``direction="request"`` (default for PUT and POST: the
+                       server answers ``CorruptedDataStream``)
 ``expire_session``     expire the session the request names before handling it
 
-Every fault that fires is logged and recorded in :attr:`FaultRegistry.injected`.
+Every fault that fires is logged (logger ``odps_tunnel_emulator.faults``, WARNING),
+recorded in :attr:`FaultRegistry.injected`, counted in :attr:`FaultRegistry.counts` and
+named in the request's line of the request log.
 """
 
 from __future__ import annotations
@@ -23,10 +34,11 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultRegistry", "FAULT_KINDS", "SESSION_KINDS"]
+__all__ = ["Fault", "FaultRegistry", "FAULT_KINDS", "SESSION_KINDS", "request_direction"]
 
 logger = logging.getLogger("odps_tunnel_emulator.faults")
 
@@ -38,8 +50,25 @@ FAULT_KINDS = (
     "corrupt_crc",
     "expire_session",
 )
-SESSION_KINDS = ("upload", "download", "stream", "upsert", "preview", "volume", "instance")
+SESSION_KINDS = (
+    "upload",
+    "download",
+    "stream",
+    "upsert",
+    "preview",
+    "volume",
+    "instance",
+    "sql",
+)
 CHECKPOINTS = ("commit:staged", "commit:published")
+
+
+def request_direction(fault: Fault, method: str) -> bool:
+    """Whether a body fault (reset, corruption) acts on the request rather than the answer."""
+    direction = fault.args.get("direction")
+    if direction is None:
+        return method.upper() in ("PUT", "POST")
+    return direction == "request"
 
 
 @dataclass
@@ -53,9 +82,11 @@ class Fault:
     session_kind: str | None = None
     nth: int = 1
     times: int = 1
+    per_session: bool = False
     args: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     fired: int = 0
+    _per_session_seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     def matches_request(self, method: str, path: str, session_kind: str | None) -> bool:
         if "point" in self.args:
@@ -72,16 +103,24 @@ class Fault:
                 return False
         return True
 
-    def take(self) -> bool:
-        """Count one match; True if the fault fires on it."""
+    def take(self, session: str | None = None) -> bool:
+        """Count one match (per ``session`` with ``per_session``); True if it fires."""
         self.seen += 1
-        if self.seen < self.nth or (self.times and self.fired >= self.times):
+        if self.per_session:
+            key = session or ""
+            self._per_session_seen[key] = self._per_session_seen.get(key, 0) + 1
+            position = self._per_session_seen[key]
+        else:
+            position = self.seen
+        if position < self.nth or (self.times and self.fired >= self.times):
             return False
         self.fired += 1
         return True
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("_per_session_seen")
+        return data
 
 
 class FaultRegistry:
@@ -90,6 +129,7 @@ class FaultRegistry:
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._injected: list[dict[str, Any]] = []
+        self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._next_id = 1
 
@@ -101,6 +141,7 @@ class FaultRegistry:
         nth: int = 1,
         times: int = 1,
         kind: str = "status",
+        per_session: bool = False,
         **args: Any,
     ) -> Fault:
         """Arm a fault (see the module docstring for kinds and their arguments)."""
@@ -112,19 +153,24 @@ class FaultRegistry:
             )
         if "point" in args and (kind != "delay" or args["point"] not in CHECKPOINTS):
             raise ValueError(f"'point' needs kind 'delay' and one of {', '.join(CHECKPOINTS)}")
+        if args.get("direction") not in (None, "request", "response"):
+            raise ValueError("direction must be 'request' or 'response'")
         if nth < 1 or times < 0:
             raise ValueError("nth must be >= 1 and times >= 0 (0 = every match)")
         with self._lock:
-            fault = Fault(self._next_id, kind, method, resource, session_kind, nth, times, args)
+            fault = Fault(
+                self._next_id, kind, method, resource, session_kind, nth, times, per_session, args
+            )
             self._next_id += 1
             self._faults.append(fault)
         return fault
 
     def clear(self) -> None:
-        """Disarm every fault and forget the log."""
+        """Disarm every fault and forget the log and the counts."""
         with self._lock:
             self._faults.clear()
             self._injected.clear()
+            self._counts.clear()
 
     @property
     def active(self) -> list[Fault]:
@@ -133,9 +179,15 @@ class FaultRegistry:
 
     @property
     def injected(self) -> list[dict[str, Any]]:
-        """What fired, oldest first: fault id, kind, method, path, time."""
+        """What fired, oldest first: fault id, kind, method, path, args, time."""
         with self._lock:
             return list(self._injected)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many faults fired, per kind."""
+        with self._lock:
+            return dict(self._counts)
 
     def _record(self, fault: Fault, method: str, path: str) -> None:
         entry = {
@@ -147,15 +199,18 @@ class FaultRegistry:
             "time": time.time(),
         }
         self._injected.append(entry)
+        self._counts[fault.kind] += 1
         logger.warning(
             "injected fault %s (%s) on %s %s %s", fault.id, fault.kind, method, path, fault.args
         )
 
-    def match(self, method: str, path: str, session_kind: str | None) -> Fault | None:
+    def match(
+        self, method: str, path: str, session_kind: str | None, session: str | None = None
+    ) -> Fault | None:
         """The fault that fires on this request, if any (at most one per request)."""
         with self._lock:
             for fault in self._faults:
-                if fault.matches_request(method, path, session_kind) and fault.take():
+                if fault.matches_request(method, path, session_kind) and fault.take(session):
                     self._record(fault, method, path)
                     return fault
         return None

@@ -33,7 +33,15 @@ from ..tunnel.schema import Column
 from . import columnar
 from .errors import EmulatorError
 
-__all__ = ["Spool", "receive_body", "records_to_parquet", "arrow_to_parquet", "ConnectionAborted"]
+__all__ = [
+    "Spool",
+    "ParquetSink",
+    "receive_body",
+    "records_to_parquet",
+    "arrow_to_parquet",
+    "check_field_sizes",
+    "ConnectionAborted",
+]
 
 T = TypeVar("T")
 # Rows per Parquet row group / decode batch, and the wire bytes after which a batch is cut
@@ -117,15 +125,21 @@ async def receive_body(
     work: Callable[[BinaryIO], T],
     abort_after: int | None = None,
     on_abort: Callable[[], None] | None = None,
+    corrupt_at: int | None = None,
+    open_spools: set[Spool] | None = None,
 ) -> T:
     """Stream the request body into a staging file while ``work`` consumes it in a thread.
 
     ``work`` gets the (not yet decompressed) body as a binary stream and returns the result.
     If ``work`` fails early, the rest of the body is read and discarded so the client gets
-    the error response rather than a broken pipe. ``abort_after`` drops the connection
-    after that many body bytes (fault injection) through ``on_abort``.
+    the error response rather than a broken pipe. Fault injection: ``abort_after`` drops
+    the connection after that many body bytes through ``on_abort``; ``corrupt_at`` flips
+    the lowest bit of the body byte at that offset, as a corrupting network would (-1: the
+    middle of the first piece received); inside a value, only the checksum reveals it.
     """
     spool = Spool(staging_dir / uuid.uuid4().hex)
+    if open_spools is not None:
+        open_spools.add(spool)
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(executor, work, spool)
     received = 0
@@ -139,6 +153,11 @@ async def receive_body(
                 if on_abort is not None:
                     on_abort()
                 raise ConnectionAborted()
+            if corrupt_at is not None:
+                at = len(chunk) // 2 if corrupt_at < 0 else corrupt_at - received
+                if 0 <= at < len(chunk):
+                    chunk = chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1 :]
+                    corrupt_at = None
             spool.write(chunk)
             received += len(chunk)
         spool.finish(ok=True)
@@ -149,14 +168,24 @@ async def receive_body(
         with contextlib.suppress(Exception):  # the connection error is what matters
             await future
         spool.close()
+        if open_spools is not None:
+            open_spools.discard(spool)
         raise
     try:
         return await future
     finally:
         spool.close()
+        if open_spools is not None:
+            open_spools.discard(spool)
 
 
-def _check_field_sizes(batch: pa.RecordBatch, limit: int) -> None:
+def abort_spools(open_spools: set[Spool]) -> None:
+    """Fail every body still being received: its worker stops with ``IncompleteBody``."""
+    for spool in list(open_spools):
+        spool.finish(ok=False)
+
+
+def check_field_sizes(batch: pa.RecordBatch, limit: int) -> None:
     """Reject string and binary values longer than the session's ``MaxFieldSize``."""
     for field, array in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_string(field.type) or pa.types.is_binary(field.type):
@@ -172,7 +201,7 @@ def _check_field_sizes(batch: pa.RecordBatch, limit: int) -> None:
                 )
 
 
-class _ParquetSink:
+class ParquetSink:
     """Writes batches to ``<path>`` (a ``.part`` file), then fsyncs it."""
 
     def __init__(self, path: Path, schema: pa.Schema, max_field_size: int):
@@ -184,7 +213,7 @@ class _ParquetSink:
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
-            _check_field_sizes(batch, self.max_field_size)
+            check_field_sizes(batch, self.max_field_size)
             self._writer.write_batch(batch, row_group_size=BATCH_ROWS * 4)
             self.rows += batch.num_rows
 
@@ -224,7 +253,7 @@ def records_to_parquet(
     ``wire_columns`` number the fields; ``transform`` maps a batch of decoded rows onto
     ``schema``'s columns (identity when the wire and storage columns are the same).
     """
-    sink = _ParquetSink(out, schema, max_field_size)
+    sink = ParquetSink(out, schema, max_field_size)
     try:
         stream = decompressing_stream(raw, content_encoding)
         decoder = RecordDecoder(
@@ -271,7 +300,7 @@ def arrow_to_parquet(
     max_field_size: int,
 ) -> int:
     """Decode a framed Arrow body (protocol §6.2) into a Parquet file; returns the rows."""
-    sink = _ParquetSink(out, schema, max_field_size)
+    sink = ParquetSink(out, schema, max_field_size)
     wire = pa.schema([pa.field(f.name, f.type) for f in schema])
     try:
         stream = decompressing_stream(raw, content_encoding)

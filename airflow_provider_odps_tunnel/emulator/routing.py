@@ -2,7 +2,9 @@
 
 Tunnel resources are told apart by the *presence* of parameters (``?data`` and ``?data=``
 alike), so junk parameters pyodps adds (``curr_project``, ``reload=False``, ``uploads=1``)
-never change the route. The ``/api`` prefix of the service endpoint is removed before this.
+never change the route. The ``/api`` prefix of the service endpoint is removed before this;
+``on_service`` says whether it was there (``/logview/host`` exists only on the service
+endpoint; everything else is served on both, as one server is both endpoints).
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from dataclasses import dataclass, field
 
 from .call import Handler
 from .errors import EmulatorError
-from .handlers import download, preview, service, stream, upload, upsert, volume
+from .handlers import (
+    download,
+    instance_tunnel,
+    instances,
+    preview,
+    service,
+    stream,
+    tables,
+    upload,
+    upsert,
+    volume,
+)
 
 __all__ = ["Route", "resolve"]
 
@@ -33,6 +46,17 @@ def _unsupported(method: str, resource: str) -> EmulatorError:
     )
 
 
+def _table_get(params: dict[str, str]) -> tuple[Handler, str | None]:
+    """GET on a table without a session parameter: metadata, partitions or head rows."""
+    if "partitions" in params:
+        return tables.list_partitions, None
+    if "data" in params:
+        return tables.head, None
+    if params.get("partition"):
+        return tables.partition_meta, None
+    return tables.table_meta, None
+
+
 def _table_route(
     method: str, rest: list[str], params: dict[str, str]
 ) -> tuple[Handler, str | None]:
@@ -52,7 +76,7 @@ def _table_route(
         if method == "POST" and has("uploadid"):
             return upload.commit, "upload"
         if method == "GET":
-            return service.table_meta, None
+            return _table_get(params)
     elif sub == "streams":
         if method == "POST":
             return (stream.abort if has("uploadid") else stream.create), "stream"
@@ -74,9 +98,23 @@ def _table_route(
     raise _unsupported(method, "/".join(["tables", "T", *rest]))
 
 
-def resolve(method: str, resource: str, params: dict[str, str]) -> Route:
+def _instance_route(method: str, params: dict[str, str]) -> tuple[Handler, str] | None:
+    """``/projects/{p}/instances/{id}``: the instance tunnel, or the instance's REST."""
+    if method == "POST" and "downloads" in params:
+        return instance_tunnel.create, "instance"
+    if method == "GET" and "downloadid" in params:
+        handler = instance_tunnel.read if "data" in params else instance_tunnel.reload
+        return handler, "instance"
+    if method == "GET":
+        return instances.get, "sql"
+    return None
+
+
+def resolve(method: str, resource: str, params: dict[str, str], on_service: bool = True) -> Route:
     """The route of a request; unknown paths raise a 404 error."""
     parts = [p for p in resource.split("/") if p]
+    if on_service and parts == ["logview", "host"] and method == "GET":
+        return Route(service.logview_host)
     if len(parts) < 2 or parts[0] != "projects":
         raise EmulatorError("NoSuchObject", f"Unknown resource {resource}", 404)
     args = {"project": parts[1]}
@@ -85,18 +123,32 @@ def resolve(method: str, resource: str, params: dict[str, str]) -> Route:
         if method == "GET":
             return Route(service.project_meta, None, args)
         raise _unsupported(method, resource)
-    if rest[0] == "schemas" and len(rest) >= 4 and rest[2] == "tables":
+    if rest[0] == "schemas" and len(rest) >= 3 and rest[2] == "tables":
         args["schema"] = rest[1]
         rest = rest[2:]
+    if rest == ["tables"] and method == "GET":
+        return Route(tables.list_tables, None, args)
     if rest[0] == "tables" and len(rest) >= 2 and len(rest) <= 3:
         args["table"] = rest[1]
         handler, kind = _table_route(method, rest[2:], params)
         return Route(handler, kind, args)
+    if rest == ["instances"] and method == "POST":
+        return Route(instances.create, "sql", args)
+    if rest[0] == "instances" and len(rest) == 2:
+        args["instance"] = rest[1]
+        found = _instance_route(method, params)
+        if found is not None:
+            return Route(found[0], found[1], args)
+        raise _unsupported(method, resource)
     if rest[0] == "volumes" and len(rest) == 2 and method == "GET":
         args["volume"] = rest[1]
         return Route(service.volume_meta, None, args)
     if rest == ["tunnel"] and method == "GET":
         return Route(service.tunnel_router, None, args)
+    if rest == ["authorization"] and method == "POST":
+        return Route(service.sign_bearer_token, None, args)
+    if rest == ["logs"] and method == "PUT":
+        return Route(service.accept_logs, None, args)
     if rest[0] == "tunnel" and len(rest) in (2, 3) and rest[1] in ("uploads", "downloads"):
         if len(rest) == 3:
             args["session"] = rest[2]

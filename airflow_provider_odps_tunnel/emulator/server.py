@@ -27,10 +27,12 @@ import uvicorn
 
 from .app import EmulatorApp
 from .catalog import Catalog
+from .cli import option_args
+from .clock import Clock
 from .faults import FaultRegistry
 from .state import EmulatorConfig, EmulatorState
 
-__all__ = ["Emulator", "RemoteFaults"]
+__all__ = ["Emulator", "RemoteFaults", "RemoteClock"]
 
 _START_TIMEOUT = 30.0
 _POLL = 0.02
@@ -59,6 +61,38 @@ class RemoteFaults:
     def active(self) -> list[dict[str, Any]]:
         return requests.get(self._url, timeout=10).json()["faults"]
 
+    @property
+    def counts(self) -> dict[str, int]:
+        return requests.get(self._url, timeout=10).json()["counts"]
+
+
+class RemoteClock:
+    """The clock of a child-process emulator, over ``/__emulator__/clock``."""
+
+    def __init__(self, base_url: str):
+        self._url = base_url + "/__emulator__/clock"
+
+    def _post(self, spec: dict[str, Any]) -> float:
+        resp = requests.post(self._url, data=json.dumps(spec), timeout=10)
+        resp.raise_for_status()
+        return float(resp.json()["now"])
+
+    def now(self) -> float:
+        return float(requests.get(self._url, timeout=10).json()["now"])
+
+    @property
+    def offset(self) -> float:
+        return float(requests.get(self._url, timeout=10).json()["offset"])
+
+    def advance(self, seconds: float) -> float:
+        return self._post({"advance": seconds})
+
+    def set(self, timestamp: float) -> float:
+        return self._post({"set": timestamp})
+
+    def reset(self) -> None:
+        self._post({"reset": True})
+
 
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -76,7 +110,8 @@ class Emulator:
     ``tunnel_endpoint`` (``http://HOST:PORT``) is what the tunnel router returns. ``auth``
     verifies v2 signatures made with ``access_id``/``secret_access_key``. Extra keyword
     arguments are :class:`EmulatorConfig` fields (``session_lifetime``, ``max_field_size``,
-    ``preview_limit``).
+    ``preview_limit``, ``instance_result_limit``, ``session_rate_limit``,
+    ``commit_rate_limit``, ``instance_wait``, ``request_log``, ``request_log_stderr``).
     """
 
     def __init__(
@@ -108,6 +143,7 @@ class Emulator:
         self.catalog = Catalog(self.config.data_dir)
         self.catalog.create_project(project)
         self._faults = FaultRegistry()
+        self._clock = Clock(self.config.data_dir / "clock.json")
         self._state: EmulatorState | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -155,11 +191,18 @@ class Emulator:
         return self._faults
 
     @property
-    def clock(self) -> Any:
-        """The in-process emulator's clock (``advance(seconds)`` moves it forward)."""
-        if self._state is None:
-            raise RuntimeError("the emulator is not running in this process")
-        return self._state.clock
+    def clock(self) -> Clock | RemoteClock:
+        """The emulator's clock: ``advance(seconds)``, ``set(epoch)``, ``reset()``, ``now()``.
+
+        Session expiry and rate-limit windows follow it; it survives restarts."""
+        if self.subprocess:
+            return RemoteClock(self.tunnel_endpoint)
+        return self._clock
+
+    @property
+    def request_log_path(self) -> Path:
+        """The JSON-lines request log (when ``request_log`` is on)."""
+        return self.data_dir / "requests.jsonl"
 
     @property
     def pid(self) -> int:
@@ -191,7 +234,9 @@ class Emulator:
         sock = _bind(self.host, self._port)
         self._port = sock.getsockname()[1]
         self._state = EmulatorState(
-            EmulatorConfig(**{**self.config.__dict__, "port": self._port}), faults=self._faults
+            EmulatorConfig(**{**self.config.__dict__, "port": self._port}),
+            faults=self._faults,
+            clock=self._clock,
         )
         self._state.port = self._port
         config = uvicorn.Config(
@@ -228,23 +273,14 @@ class Emulator:
             "serve",
             "--data-dir",
             str(self.data_dir),
-            "--host",
-            self.host,
             "--port",
             str(self._port),
-            "--project",
-            self.project,
-            "--access-id",
-            self.access_id,
-            "--secret-access-key",
-            self.secret_access_key,
             "--log-level",
             self.log_level,
             "--ready-file",
             str(ready),
+            *option_args(self.config),
         ]
-        if not self.config.auth:
-            cmd.append("--no-auth")
         log = open(self.data_dir / "emulator.log", "ab")  # noqa: SIM115 - owned by the child
         try:
             self._process = _subprocess.Popen(cmd, stdout=log, stderr=_subprocess.STDOUT)

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .clock import Clock
 from .errors import EmulatorError
 from .fsutil import atomic_write_json, read_json
 
-__all__ = ["Clock", "SessionStore", "check_writable"]
+__all__ = ["SessionStore", "check_writable", "new_session_id"]
 
 # Error of an id that names no session of a kind (names read in the SDKs or inferred, §8.2).
 _NOT_FOUND = {
@@ -31,22 +32,10 @@ _NOT_FOUND = {
     "upsert": ("UpsertSessionNotFound", "upsert"),
     "volume_upload": ("NoSuchUpload", "volume upload"),
     "volume_download": ("NoSuchDownload", "volume download"),
+    "instance_download": ("NoSuchDownload", "instance download"),
 }
 # Statuses after which a session accepts no more data.
 FINAL_STATUSES = {"closed", "committed", "aborted", "expired", "canceled"}
-
-
-class Clock:
-    """The emulator's notion of now: wall time plus an adjustable offset (for expiry tests)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 def new_session_id() -> str:
@@ -150,7 +139,7 @@ def check_writable(session: dict[str, Any], label: str) -> None:
     """``StatusConflict`` unless the session still takes data (protocol §8.2)."""
     status = session["status"]
     if status == "expired":
-        raise EmulatorError.status_conflict(f"The {label} session {session['id']} is expired")
+        raise EmulatorError.status_conflict(f"The {label} session is expired")
     if status != "normal":
         raise EmulatorError.status_conflict(
             f"The {label} session {session['id']} is {status} and takes no more data"

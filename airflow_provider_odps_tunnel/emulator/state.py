@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .catalog import Catalog
+from .clock import Clock
 from .faults import FaultRegistry
-from .sessions import Clock, SessionStore
+from .ingest import Spool, abort_spools
+from .instances import InstanceStore
+from .limits import RateLimit, RateLimiter
+from .pins import FilePins
+from .requestlog import RequestLog
+from .sessions import SessionStore
+from .sql import SqlEngine
 
 __all__ = ["EmulatorConfig", "EmulatorState"]
 
 
 @dataclass
 class EmulatorConfig:
-    """What an emulator serves and how (every field has the CLI option of the same name)."""
+    """What an emulator serves and how (every field has the CLI option of the same name).
+
+    Limits: ``session_lifetime`` (seconds a tunnel session lives, the service's 24 h),
+    ``max_field_size`` (bytes of one string/binary value), ``preview_limit`` and
+    ``instance_result_limit`` (rows of a preview and of a limited instance download),
+    ``session_rate_limit`` / ``commit_rate_limit`` (per table, "COUNT/SECONDS" or a
+    :class:`RateLimit`; None = off). ``instance_wait`` is how long an instance submission
+    waits for its job before answering (status polling then sees ``Running``).
+    ``request_log`` writes ``requests.jsonl`` in the data directory, ``request_log_stderr``
+    also prints each line.
+    """
 
     data_dir: Path
     host: str = "127.0.0.1"
@@ -27,32 +45,65 @@ class EmulatorConfig:
     session_lifetime: float = 24 * 3600.0
     max_field_size: int = 8 * 1024 * 1024
     preview_limit: int = 10000
+    instance_result_limit: int = 10000
+    session_rate_limit: RateLimit | None = None
+    commit_rate_limit: RateLimit | None = None
+    instance_wait: float = 30.0
+    request_log: bool = True
+    request_log_stderr: bool = False
     extra_credentials: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.session_rate_limit = RateLimit.parse(self.session_rate_limit)
+        self.commit_rate_limit = RateLimit.parse(self.commit_rate_limit)
 
     @property
     def credentials(self) -> dict[str, str]:
         return {self.access_id: self.secret_access_key, **self.extra_credentials}
 
+    def options(self) -> dict[str, Any]:
+        """The fields with a CLI option (everything but the data dir and extra keys)."""
+        skip = {"data_dir", "extra_credentials"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
 
 class EmulatorState:
-    """Everything the request handlers share. Built afresh at every (re)start from disk."""
+    """Everything the request handlers share. Built afresh at every (re)start from disk,
+    except the fault registry and clock, which an in-process :class:`Emulator` keeps."""
 
-    def __init__(self, config: EmulatorConfig, faults: FaultRegistry | None = None):
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        faults: FaultRegistry | None = None,
+        clock: Clock | None = None,
+    ):
         self.config = config
         self.root = Path(config.data_dir).resolve()
-        self.clock = Clock()
+        self.clock = clock or Clock(self.root / "clock.json")
         self.faults = faults or FaultRegistry()
         self.catalog = Catalog(self.root, checkpoint=self.faults.checkpoint)
         self.catalog.recover()
         self.catalog.create_project(config.project)
         self.sessions = SessionStore(self.root, self.clock, config.session_lifetime)
-        self.catalog.pinned_files = self.sessions.pinned_files
+        self.pins = FilePins()
+        self.catalog.pinned_files = lambda table_id: (
+            self.sessions.pinned_files(table_id) | self.pins.files(table_id)
+        )
+        self.instances = InstanceStore(
+            self.root, SqlEngine(self.catalog, self.pins, config.max_field_size)
+        )
+        self.limiter = RateLimiter(self.clock.now)
+        self.request_log = RequestLog(
+            self.root / "requests.jsonl" if config.request_log else None,
+            stderr=config.request_log_stderr,
+        )
         self.staging_dir = self.root / "staging"
         self.staging_dir.mkdir(exist_ok=True)
         for leftover in self.staging_dir.iterdir():
             if leftover.is_file():
                 leftover.unlink()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="emulator-work")
+        self.open_spools: set[Spool] = set()
         self.port = config.port
 
     @property
@@ -61,4 +112,6 @@ class EmulatorState:
         return f"{self.config.host}:{self.port}"
 
     def close(self) -> None:
+        abort_spools(self.open_spools)  # a worker must never wait for a body that stopped
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.request_log.close()

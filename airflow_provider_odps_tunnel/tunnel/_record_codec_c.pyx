@@ -39,18 +39,20 @@ from cpython.datetime cimport PyDateTime_DATE_GET_MICROSECOND, PyDateTime_DATE_G
 from cpython.datetime cimport PyDateTime_DATE_GET_SECOND, PyDateTime_DATE_GET_TZINFO
 from cpython.datetime cimport PyDateTime_DELTA_GET_DAYS, PyDateTime_DELTA_GET_MICROSECONDS
 from cpython.datetime cimport PyDateTime_DELTA_GET_SECONDS, PyDateTime_GET_DAY
-from cpython.datetime cimport PyDateTime_GET_MONTH, PyDateTime_GET_YEAR, PyDelta_CheckExact
+from cpython.datetime cimport PyDateTime_DATE_GET_FOLD, PyDateTime_GET_MONTH, PyDateTime_GET_YEAR
+from cpython.datetime cimport PyDelta_CheckExact
 from cpython.datetime cimport date_new, datetime_new, import_datetime
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_FromDouble
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 from cpython.object cimport PyObject, PyObject_Str
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_AsUTF8String
 from cpython.unicode cimport PyUnicode_CheckExact, PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from cpython.unicode cimport PyUnicode_GET_LENGTH
 from libc.math cimport isinf, isnan
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MIN, int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
@@ -99,7 +101,6 @@ import_datetime()
 # ------------------------------------------------------------------------------ constants
 cdef uint64_t END_RECORD = 33553408
 cdef uint64_t META_COUNT = 33554430
-cdef int WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LENGTH = 2, WIRE_FIXED32 = 5
 cdef Py_ssize_t FOLD_AT = 65536  # pending record CRCs are folded into the stream CRC here
 cdef Py_ssize_t FLUSH_AT = 1 << 20  # encode_many/encode_arrow hand records over in 1 MiB
 cdef char EMPTY[1]
@@ -237,9 +238,6 @@ cdef class _CrcView:
         PyBuffer_FillInfo(view, self, <void *>(self.data if self.size else EMPTY),
                           self.size, 1, flags)
 
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
 
 @cython.final
 cdef class _Crc:
@@ -361,7 +359,7 @@ cdef Py_ssize_t format_decimal128(const uint8_t *p, int scale, char *out,
     cdef int64_t dotplace
     cdef Py_ssize_t k = 0, i
     cdef bint is_zero = nd == 1 and digits[0] == c'0'
-    adjusted[0] = -(1 << 62) if is_zero else leftdigits - 1
+    adjusted[0] = INT64_MIN if is_zero else leftdigits - 1
     if negative:
         out[k] = c'-'
         k += 1
@@ -428,17 +426,20 @@ cdef object _reference():
     return _ref_module
 
 
-cdef bint _is_utf8(str encoding):
+cdef bint _is_utf8(object encoding):
+    """Whether ``encoding`` names UTF-8 (then str values take the C path)."""
     try:
         return codecs.lookup(encoding).name == "utf-8"
-    except LookupError:
+    except (LookupError, TypeError):
         return False
 
 
 cdef inline void set_item(PyObject **items, Py_ssize_t i, object value) noexcept:
+    """Store ``value`` in a row being built (a field may repeat: the last one wins)."""
+    cdef PyObject *old = items[i]
     Py_INCREF(value)
-    Py_XDECREF(items[i])
     items[i] = <PyObject *>value
+    Py_XDECREF(old)
 
 
 # ================================================================================ encoder
@@ -513,7 +514,7 @@ cdef class CRecordEncoder:
         self.count = 0
         self._crccrc = 0
         self._ncols = len(self.columns)
-        self._cols = <ColPlan *>realloc(NULL, max(self._ncols, 1) * sizeof(ColPlan))
+        self._cols = <ColPlan *>realloc(self._cols, max(self._ncols, 1) * sizeof(ColPlan))
         if self._cols == NULL:
             raise MemoryError()
         cdef Py_ssize_t i
@@ -718,8 +719,7 @@ cdef class CRecordEncoder:
         cdef Py_ssize_t first_null = -1
         cdef PyObject **items
         cdef object v
-        cdef object seq = row if (type(row) is tuple or type(row) is list) \
-            else PySequence_Fast(row, "a row must be a sequence")
+        cdef object seq = row if (type(row) is tuple or type(row) is list) else list(row)
         n_items = PySequence_Fast_GET_SIZE(seq)
         items = PySequence_Fast_ITEMS(seq)
         n = n_items if n_items < self._ncols else self._ncols
@@ -819,9 +819,15 @@ cdef class CRecordEncoder:
         string/large_string/binary/large_binary, bool, timestamp[ms] (datetime), date32,
         decimal128 and timestamp[ns] (timestamp, timestamp_ntz). Other columns go through
         ``to_pylist`` and the row path's value encoder. Errors name the column and row as
-        :meth:`encode` does.
+        :meth:`encode` does. A ``pyarrow.Table`` is encoded batch by batch.
         """
+        import pyarrow as pa
+
         check_growable(out)
+        if isinstance(batch, pa.Table):
+            for chunk in batch.to_batches():
+                self.encode_arrow(chunk, out)
+            return
         if batch.num_columns < self._ncols:  # every row fails as encode() says
             values = [column.to_pylist() for column in batch.columns]
             rows = zip(*values) if values else [()] * batch.num_rows
@@ -840,7 +846,7 @@ cdef class CRecordEncoder:
                 status = self._arrow_record(cols, r, pylists)
                 if status:  # a value only the row path can encode, or an error
                     self._flush(out)
-                    self.encode([column[r].as_py() for column in batch.columns], out)
+                    self.encode([batch.column(i)[r].as_py() for i in range(self._ncols)], out)
                 elif self._out.size >= FLUSH_AT:
                     self._flush(out)
         finally:
@@ -896,7 +902,8 @@ cdef class CRecordEncoder:
         elif c.kind == K_DATE and pa.types.is_date32(t) and \
                 _in_range(arr.view(pa.int32()), MIN_DAYS, MAX_DAYS):
             kind = A_DAYS
-        elif c.kind == K_DECIMAL and pa.types.is_decimal128(t) and t.scale >= 0:
+        elif c.kind == K_DECIMAL and pa.types.is_decimal128(t) and t.scale >= 0 and \
+                _decimal.getcontext().capitals:  # str(Decimal) writes "e" when it is 0
             kind = A_DEC
             a.scale = t.scale
         elif c.kind == K_TIMESTAMP and pa.types.is_timestamp(t) and t.unit == "ns":
@@ -1195,7 +1202,7 @@ cdef class CRecordDecoder:
     cdef public bint finished
     cdef public object metrics
     cdef object _stream
-    cdef Py_ssize_t _read_size
+    cdef object _read_size
     cdef bint _require_footer
     cdef bytes _buf
     cdef Py_ssize_t _pos
@@ -1211,6 +1218,8 @@ cdef class CRecordDecoder:
     cdef bytearray _tmp_crc
     cdef object _decimal_type
     cdef bint _atomic  # every column decodes to a non-container value
+    cdef object _tz
+    cdef object _fromutc  # tz.fromutc, or None when tz is datetime.UTC
 
     def __init__(self, columns, stream, tz=None, encoding="utf-8", string_as_binary=None,
                  require_footer=None, read_size=65536):
@@ -1236,8 +1245,10 @@ cdef class CRecordDecoder:
         self._crc32 = _Crc()
         self._tmp_crc = bytearray()
         self._decimal_type = _decimal.Decimal
+        self._tz = codecs_.tz
+        self._fromutc = None if self._tz is _dt.UTC else self._tz.fromutc
         self._ncols = len(self.columns)
-        self._cols = <DecCol *>realloc(NULL, max(self._ncols, 1) * sizeof(DecCol))
+        self._cols = <DecCol *>realloc(self._cols, max(self._ncols, 1) * sizeof(DecCol))
         if self._cols == NULL:
             raise MemoryError()
         cdef Py_ssize_t i
@@ -1255,14 +1266,15 @@ cdef class CRecordDecoder:
                 kind = D_FLOAT
             elif dt == _types.boolean:
                 kind = D_BOOL
-            elif dt == _types.binary or (as_binary and isinstance(dt, _types._StringType)):
-                kind = D_BYTES
+            elif dt == _types.binary or (as_binary and (
+                    isinstance(dt, _types._StringType) or isinstance(dt, _types.Decimal))):
+                kind = D_BYTES  # the reference reads decimals as bytes too then
             elif isinstance(dt, _types._StringType):
                 kind = D_STR if utf8 else D_PY
             elif isinstance(dt, _types.Decimal):
                 kind = D_DECIMAL
             elif dt == _types.datetime:
-                kind = D_DATETIME if codecs_.tz is _dt.UTC else D_PY
+                kind = D_DATETIME
             elif dt == _types.date:
                 kind = D_DATE
             self._cols[i].kind = kind
@@ -1436,7 +1448,7 @@ cdef class CRecordDecoder:
         after it, or -1 when the buffer ends inside it."""
         cdef int kind = self._cols[i].kind
         cdef uint64_t z, length
-        cdef int64_t v, days, ms_of_day
+        cdef int64_t v
         cdef int st, year, month, day
         cdef Py_ssize_t start = pos
         cdef double d
@@ -1459,15 +1471,9 @@ cdef class CRecordDecoder:
                     else:
                         return self._python_value(i, start, items)
                 else:
-                    days = floor_div(v, MS_PER_DAY)
-                    if not MIN_DAYS <= days <= MAX_DAYS:
+                    value = self._datetime(v)
+                    if value is None:
                         return self._python_value(i, start, items)
-                    ms_of_day = v - days * MS_PER_DAY
-                    civil_from_days(days, &year, &month, &day)
-                    value = datetime_new(year, month, day, <int>(ms_of_day // 3600000),
-                                         <int>(ms_of_day // 60000 % 60),
-                                         <int>(ms_of_day // 1000 % 60),
-                                         <int>(ms_of_day % 1000) * 1000, None)
                 reserve(&self._crc, 8)
                 put_le(&self._crc, <uint64_t>v, 8)
                 set_item(items, i, value)
@@ -1515,6 +1521,38 @@ cdef class CRecordDecoder:
                 set_item(items, i, PyFloat_FromDouble(f))
                 return pos + 4
         return self._python_value(i, start, items)
+
+    cdef object _datetime(self, int64_t millis):
+        """The reference's DATETIME value of epoch milliseconds: the naive wall clock in
+        tz, or None (the reference then reads it) when it is out of range.
+
+        For UTC that is ``1970-01-01 + millis``. Otherwise the reference's
+        ``utc.astimezone(tz)``, which is ``tz.fromutc`` of the UTC fields with tzinfo=tz,
+        then ``replace(tzinfo=None)``, which keeps every field and ``fold``.
+        """
+        cdef int64_t days = floor_div(millis, MS_PER_DAY)
+        cdef int64_t ms_of_day = millis - days * MS_PER_DAY
+        cdef int year, month, day
+        if not MIN_DAYS <= days <= MAX_DAYS:
+            return None
+        civil_from_days(days, &year, &month, &day)
+        if self._fromutc is None:
+            return datetime_new(year, month, day, <int>(ms_of_day // 3600000),
+                                <int>(ms_of_day // 60000 % 60), <int>(ms_of_day // 1000 % 60),
+                                <int>(ms_of_day % 1000) * 1000, None)
+        try:
+            local = self._fromutc(datetime_new(
+                year, month, day, <int>(ms_of_day // 3600000), <int>(ms_of_day // 60000 % 60),
+                <int>(ms_of_day // 1000 % 60), <int>(ms_of_day % 1000) * 1000, self._tz))
+        except (OverflowError, ValueError):
+            return None
+        if not PyDateTime_CheckExact(local):
+            return None
+        return datetime_new(
+            PyDateTime_GET_YEAR(local), PyDateTime_GET_MONTH(local), PyDateTime_GET_DAY(local),
+            PyDateTime_DATE_GET_HOUR(local), PyDateTime_DATE_GET_MINUTE(local),
+            PyDateTime_DATE_GET_SECOND(local), PyDateTime_DATE_GET_MICROSECOND(local), None,
+            PyDateTime_DATE_GET_FOLD(local))
 
     cdef bint _text(self, Py_ssize_t i, const char *data, Py_ssize_t n,
                     PyObject **items) except -1:

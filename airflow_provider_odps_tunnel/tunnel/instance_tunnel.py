@@ -53,7 +53,6 @@ class InstanceDownloadSession(TableDownloadSession):
             tags,
         )
         self._limit_enabled = bool(limit if limit is not None else kw.get("limit_enabled"))
-        self._timeout = timeout
         self.count = 0
         self.support_read_by_raw_size = False
         if download_id is None:

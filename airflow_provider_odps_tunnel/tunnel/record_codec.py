@@ -15,6 +15,13 @@ Choices (see docs/codec.md):
 * All date and time arithmetic is on integers (``datetimes``), so values floor exactly.
 * The decoder verifies every record CRC, the count and the stream checksum, and by
   default treats a body without its footer as truncated.
+
+The classes here (``PyRecordEncoder``, ``PyRecordDecoder``) are the reference
+implementation. ``RecordEncoder`` and ``RecordDecoder`` are the compiled classes of
+``_record_codec_c`` when that extension is built (same bytes, values and errors), else
+these. Besides one call per row (``encode``, ``read_row``), both have bulk calls that save
+a Python call per row: ``encode_many(rows, out)``, ``encode_arrow(batch, out)`` and
+``read_rows(max_rows)``.
 """
 
 from __future__ import annotations
@@ -688,13 +695,15 @@ class PyRecordEncoder:
             self.encode(row, out)
 
     def encode_arrow(self, batch: Any, out: bytearray) -> None:
-        """Append one record per row of a ``pyarrow.RecordBatch`` whose columns are the
-        data columns in wire order (the session's Arrow schema).
+        """Append one record per row of a ``pyarrow.RecordBatch`` (or ``Table``) whose
+        columns are the data columns in wire order (the session's Arrow schema); columns
+        after those are ignored, as extra values of a row are.
 
         The reference converts each column with ``to_pylist`` and encodes the rows, which is
         the definition the compiled encoder's column-wise path must match.
         """
-        values = [column.to_pylist() for column in batch.columns]
+        n = min(batch.num_columns, len(self._plan))
+        values = [batch.column(i).to_pylist() for i in range(n)]
         self.encode_many(zip(*values, strict=True) if values else [()] * batch.num_rows, out)
 
     def _fold_crcs(self) -> None:

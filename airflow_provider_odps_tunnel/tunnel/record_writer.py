@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from . import types as _types
 from .body import StreamingBody
 from .compression import CompressOption, make_compressor
 from .errors import TunnelError
@@ -35,6 +36,7 @@ class _RowSink:
         self._encoder = RecordEncoder(schema.simple_columns, encoding=encoding)
         self._buffer = bytearray()
         self._arrow_schema = None
+        self._instant_schema = None
 
     @property
     def n_records(self) -> int:
@@ -56,11 +58,44 @@ class _RowSink:
 
         if self._arrow_schema is None:
             self._arrow_schema = odps_schema_to_arrow_schema(self._schema)
+            self._instant_schema = _label_instants_utc(self._schema, self._arrow_schema)
         rows = 0
         for batch in conform_table(data, self._arrow_schema):
+            # conform_table gives DATETIME/TIMESTAMP as naive UTC instants; the encoder
+            # reads naive values as local wall clock, so say they are UTC (no copy).
+            batch = batch.cast(self._instant_schema)
             self._encoder.encode_arrow(batch, self._buffer)
             rows += batch.num_rows
         return rows
+
+
+def _label_instants_utc(schema: TableSchema, arrow_schema: Any) -> Any:
+    """``arrow_schema`` with every DATETIME/TIMESTAMP (not NTZ) timestamp labelled UTC."""
+    import pyarrow as pa
+
+    def relabel(t: _types.DataType, at: Any) -> Any:
+        if t in (_types.datetime, _types.timestamp):
+            return pa.timestamp(at.unit, tz="UTC")
+        if isinstance(t, _types.Array):
+            return pa.list_(relabel(t.value_type, at.value_type))
+        if isinstance(t, _types.Map):
+            return pa.map_(relabel(t.key_type, at.key_type), relabel(t.value_type, at.item_type))
+        if isinstance(t, _types.Struct):
+            return pa.struct(
+                [
+                    at.field(i).with_type(relabel(ft, at.field(i).type))
+                    for i, ft in enumerate(t.field_types.values())
+                ]
+            )
+        return at
+
+    return pa.schema(
+        [
+            field.with_type(relabel(col.type, field.type))
+            for col, field in zip(schema.simple_columns, arrow_schema, strict=True)
+        ],
+        metadata=arrow_schema.metadata,
+    )
 
 
 class RecordWriter(_RowSink):

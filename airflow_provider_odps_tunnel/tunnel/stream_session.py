@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from typing import Any
 
 from .compression import CompressOption
@@ -26,6 +27,9 @@ from .table_session import SessionStatus, TableSession
 __all__ = ["TableStreamUploadSession", "StreamRecordWriter"]
 
 log = logging.getLogger(__name__)
+
+# Answers that another attempt cannot change.
+_FINAL_STATUSES = (400, 401, 403, 404, 412)
 
 
 class TableStreamUploadSession(TableSession):
@@ -123,6 +127,7 @@ class TableStreamUploadSession(TableSession):
         self._request("POST", params={"uploadid": self.id}, headers=headers, retry_post=True)
 
     def _put_batch(self, index: int, body: BlockBody, encoding: str | None) -> None:
+        """PUT one batch to the writer's slot; on failure reload the routes and retry."""
         attempt = 0
         while True:
             slot_id, server = self._slot(index)
@@ -138,12 +143,15 @@ class TableStreamUploadSession(TableSession):
             )
             params = {"uploadid": self.id, "slotid": slot_id, **self._write_params()}
             try:
-                resp = self._request("PUT", params=params, headers=headers, data=body)
+                resp = self._request("PUT", params=params, headers=headers, data=body, retry=False)
             except TunnelError as exc:
                 attempt += 1
-                if attempt > options.retry_times or exc.status in (400, 401, 403, 404, 412):
+                if attempt > options.retry_times or exc.status in _FINAL_STATUSES:
                     raise
+                wait = min(options.retry_max_delay, options.retry_delay * 2 ** (attempt - 1))
+                retry_after = getattr(exc, "retry_after", None)
                 log.warning("stream batch to slot %s failed (%s); reloading routes", slot_id, exc)
+                time.sleep(max(wait, retry_after or 0.0))
                 self.reload()
                 continue
             self._follow_routes(slot_id, resp.headers)

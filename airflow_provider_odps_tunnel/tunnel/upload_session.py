@@ -3,11 +3,13 @@
 Guarantees beyond the bare protocol:
 
 * buffered writers send a finished block in the background while the next one fills, so
-  encoding and sending overlap; at most two blocks are in memory per writer, and an error
-  of a background send is raised by the next ``write``, ``flush`` or ``close``;
+  encoding and sending overlap; a session has one such block in flight at a time (so n
+  writers hold at most n + 1 blocks), and an error of a background send is raised by the
+  next ``write``, ``flush`` or ``close``;
 * a failed block PUT is re-sent whole (a block id is idempotent: the last complete PUT of
   an id wins), by the transport for connection failures, 5xx and throttling, and by the
-  writer when ``on_exception`` says so;
+  writer when ``on_exception`` says so; a block streamed under an explicit id is spooled
+  as it goes out (``resend``), so it can be sent again too;
 * buffered writers of one session draw block ids from one thread-safe generator
   (:attr:`TableUploadSession.block_id_gen`), so any number of threads can write at once;
   across processes, give each process its own ids (``initial_block_id`` or
@@ -34,12 +36,14 @@ from .errors import (
     InternalServerError,
     SessionStateError,
     StatusConflict,
+    Throttled,
     TunnelConnectionError,
     TunnelError,
 )
 from .options import options
 from .partition import PartitionSpec
 from .record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
+from .resend import SpooledBody
 from .rest import RestClient
 from .schema import TableSchema
 from .table_session import SessionStatus, TableSession
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 
 OnException = Callable[[BaseException], bool] | None
 _COMMITTED = (SessionStatus.Closed, SessionStatus.Committed)
+# Failures of a streamed block that sending it again can cure.
+_RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 
 
 class BlockIdGenerator:
@@ -77,21 +83,32 @@ class BlockIdGenerator:
 
 
 class _BlockSender:
-    """Sends each finished block in a background thread, one at a time.
+    """Sends each finished block in a background thread while the writer fills the next.
 
-    Calling it with a block waits for the previous block to be sent (raising its error),
-    then starts sending the new one and returns: the writer fills the next block while
-    this one travels, and never holds more than two.
+    Calling it with a block first waits for this writer's previous block (raising its
+    error). The new block then goes to the background if one of the session's
+    ``slots`` is free, else it is sent at once. Each writer holds at most two blocks, and
+    all the writers of a session together hold at most one more block than there are
+    writers.
     """
 
-    def __init__(self, put: Callable[[int, Any], Any]):
+    def __init__(self, put: Callable[[int, Any], Any], slots: threading.Semaphore):
         self._put = put
+        self._slots = slots
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tunnel-block")
         self._pending: Future | None = None
 
     def __call__(self, block_id: int, body: Any) -> None:
         self.wait()
-        self._pending = self._pool.submit(self._put, block_id, body)
+        if not self._slots.acquire(blocking=False):
+            self._put(block_id, body)
+            return
+        try:
+            self._pending = self._pool.submit(self._put, block_id, body)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._pending.add_done_callback(lambda _: self._slots.release())
 
     def wait(self) -> None:
         """Wait for the block in flight; raise its error if it failed."""
@@ -104,13 +121,9 @@ class _BlockSender:
 
 
 class _PipelinedMixin:
-    """Makes a buffered writer's ``flush``/``close`` wait for its block in flight."""
+    """Makes a buffered writer's ``close`` wait for its block in flight."""
 
     _sender: _BlockSender
-
-    def flush(self) -> None:
-        super().flush()
-        self._sender.wait()
 
     def close(self) -> Any:
         try:
@@ -138,6 +151,11 @@ class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
     def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
         self._sender = sender
         super().__init__(schema, sender, **kw)
+
+    def flush(self) -> None:
+        """Send what is buffered as a block now and wait until it is stored."""
+        super().flush()
+        self._sender.wait()
 
 
 class PipelinedArrowWriter(_PipelinedMixin, BufferedArrowWriter):
@@ -174,6 +192,8 @@ class TableUploadSession(TableSession):
         self.blocks: list[int] = []
         self.max_field_size: int | None = None
         self.block_id_gen = BlockIdGenerator()
+        # Blocks sent in the background, across all writers (see _BlockSender).
+        self._send_slots = threading.Semaphore(1)
         if upload_id is None:
             params = {
                 "overwrite": "true" if overwrite else None,
@@ -214,7 +234,6 @@ class TableUploadSession(TableSession):
         """PUT one block; a re-iterable ``body`` is re-sent on failure."""
         flags = ["arrow"] if arrow else []
         headers = self._headers(chunked=True, **{"Content-Encoding": encoding})
-        resendable = iter(body) is not body
         attempt = 0
         while True:
             try:
@@ -231,11 +250,28 @@ class TableUploadSession(TableSession):
                 if isinstance(exc, TunnelError):
                     exc.with_context(block_id=block_id)
                 attempt += 1
-                if on_exception is None or not resendable or attempt > options.retry_times:
+                if on_exception is None or attempt > options.retry_times:
                     raise
                 if on_exception(exc):
                     raise
                 log.warning("block %d failed (%s); sending it again", block_id, exc)
+
+    def _put_streamed(
+        self, block_id: int, chunks: Iterable[bytes], arrow: bool, encoding: str | None
+    ) -> Any:
+        """PUT a block streamed as it is written; after a broken connection or a 5xx, send
+        it again whole from a spooled copy."""
+        body = SpooledBody(chunks)
+        try:
+            try:
+                return self._put_block(block_id, body.first_pass(), arrow, encoding, None)
+            except _RESENDABLE as exc:
+                if not body.drain():
+                    raise
+                log.warning("block %d failed while streaming (%s); sending it again", block_id, exc)
+            return self._put_block(block_id, body, arrow, encoding, None)
+        finally:
+            body.close()
 
     def _writer_ids(
         self,
@@ -276,14 +312,15 @@ class TableUploadSession(TableSession):
             self.block_id_gen.skip_past(block_id)
             return RecordWriter(
                 self.schema,
-                lambda chunks: self._put_block(block_id, chunks, False, encoding, None),
+                lambda chunks: self._put_streamed(block_id, chunks, False, encoding),
                 compress_option=option,
             )
         first, gen = self._writer_ids(initial_block_id, block_id_gen)
         return PipelinedRecordWriter(
             self.schema,
             _BlockSender(
-                lambda bid, body: self._put_block(bid, body, False, encoding, on_exception)
+                lambda bid, body: self._put_block(bid, body, False, encoding, on_exception),
+                self._send_slots,
             ),
             compress_option=option,
             buffer_size=buffer_size,
@@ -308,14 +345,15 @@ class TableUploadSession(TableSession):
             self.block_id_gen.skip_past(block_id)
             return ArrowWriter(
                 self.schema,
-                lambda chunks: self._put_block(block_id, chunks, True, encoding, None),
+                lambda chunks: self._put_streamed(block_id, chunks, True, encoding),
                 compress_option=option,
             )
         first, gen = self._writer_ids(initial_block_id, block_id_gen)
         return PipelinedArrowWriter(
             self.schema,
             _BlockSender(
-                lambda bid, body: self._put_block(bid, body, True, encoding, on_exception)
+                lambda bid, body: self._put_block(bid, body, True, encoding, on_exception),
+                self._send_slots,
             ),
             compress_option=option,
             buffer_size=buffer_size,

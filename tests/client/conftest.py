@@ -6,11 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_odps_tunnel.emulator.pytest_plugin import emulator, emulator_table
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
 from airflow_provider_odps_tunnel.tunnel.options import options
-
-__all__ = ["emulator", "emulator_table"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,8 @@ from airflow_provider_odps_tunnel.tunnel import errors
 from .test_table_download import SCHEMA, load, rows
 from .test_table_upload import table_rows
 
+COLUMNS = ("id", "name", "score", "flag", "ts", "amount")
+
 
 def test_reset_in_mid_upload_resends_the_block(tunnel, emulator, emulator_table, faults):
     table = emulator_table(SCHEMA)
@@ -182,3 +184,46 @@ def test_background_block_error_surfaces_at_close(tunnel, emulator_table, faults
         writer.write(frame)
         writer.close()
     assert info.value.block_id is not None
+
+
+def test_stream_put_failure_reloads_and_retries(tunnel, emulator, emulator_table, faults):
+    table = emulator_table(SCHEMA)
+    session = tunnel.create_stream_upload_session(table)
+    faults.add(method="PUT", session_kind="stream", kind="status", status=502)
+    with session.open_record_writer() as writer:
+        for row in rows(100):
+            writer.write(row)
+    assert len(faults.injected) == 1
+    assert table_rows(emulator, table) == rows(100)
+
+
+@pytest.mark.parametrize("arrow", [False, True])
+def test_streamed_block_is_resent_from_its_spool(tunnel, emulator, emulator_table, faults, arrow):
+    import pandas as pd
+
+    table = emulator_table(SCHEMA)
+    session = tunnel.create_upload_session(table)
+    faults.add(method="PUT", session_kind="upload", kind="reset_after_bytes", bytes=100_000)
+    data = rows(5000)
+    if arrow:
+        with session.open_arrow_writer(7) as writer:
+            for start in range(0, 5000, 500):
+                frame = pd.DataFrame(data[start : start + 500], columns=list(COLUMNS))
+                writer.write(frame)
+    else:
+        with session.open_record_writer(7) as writer:
+            for row in data:
+                writer.write(row)
+    assert len(faults.injected) == 1
+    session.commit([7])
+    assert table_rows(emulator, table) == data
+
+
+def test_aborted_streamed_block_is_not_resent(tunnel, emulator_table, faults):
+    table = emulator_table(SCHEMA)
+    session = tunnel.create_upload_session(table)
+    with pytest.raises(RuntimeError), session.open_record_writer(3) as writer:
+        for row in rows(3000):
+            writer.write(row)
+        raise RuntimeError("producer failed")
+    assert session.get_block_list() == []

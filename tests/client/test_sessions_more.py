@@ -65,7 +65,10 @@ def test_upsert_reattach_compress_and_abort(tunnel, emulator, pk_table):
     with other.open_upsert_stream(compress=True, slot_buffer_size=64) as stream:
         for k in range(20):
             stream.upsert([k, "x", 0.5])
+        stream.flush(flush_all=False)
+        assert stream.n_bytes <= 64 * len(other.buckets)
     other.commit()
+    other.close()
     assert [r[0] for r in table_rows(emulator, pk_table)] == list(range(20))
     doomed = tunnel.create_upsert_session(pk_table)
     with doomed.open_upsert_stream() as stream:
@@ -95,5 +98,9 @@ def test_preview_arrow_and_records(tunnel, emulator_table):
     assert subset.column_names == ["id", "score"] and subset.num_rows == 5
     records = list(tunnel.open_preview_reader(table, limit=3, arrow=False))
     assert [r["id"] for r in records] == [0, 1, 2] and records[0]["name"] == rows(1)[0][1]
+    with tunnel.open_preview_reader(table, limit=2, arrow=False) as reader:
+        assert reader.read()["id"] == 0 and reader.read()["id"] == 1 and reader.read() is None
+    batches = list(tunnel.open_preview_reader(table, limit=4))
+    assert sum(b.num_rows for b in batches) == 4
     empty = emulator_table("a bigint")
     assert tunnel.open_preview_reader(empty, read_all=True).num_rows == 0

@@ -105,6 +105,10 @@ def test_reattach_by_id_and_buffered_reader(tunnel, filled):
     assert isinstance(reader, BufferedRecordReader)
     assert [r["id"] for r in reader] == list(range(500))
     assert reader.count == 500
+    tuples = again.open_record_reader(10, 200, buffered=True, row_batch_size=64).iter_tuples()
+    assert [t[0] for t in tuples] == list(range(10, 210))
+    frame = again.open_record_reader(0, 100, buffered=True, row_batch_size=30).to_pandas()
+    assert list(frame["id"]) == list(range(100)) and list(frame["pt"]) == ["20240101"] * 100
 
 
 def test_progress_callback(tunnel, filled):

@@ -7,6 +7,7 @@ path is checked.
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -93,7 +94,7 @@ def test_fs_volume_reader_and_writer():
     assert post.method == "POST" and post.path == "/projects/proj/volumes/fsvol"
     assert post.headers["x-odps-volume-fs-path"] == "/fsvol/dir/x.txt"
     assert post.query["replication"] == "2"
-    assert VolumeFrameDecoder(__import__("io").BytesIO(post.body)).read() == data
+    assert VolumeFrameDecoder(io.BytesIO(post.body)).read() == data
     assert commit.method == "PUT" and commit.headers["x-odps-volume-sessionid"] == "vs1"
     assert get.headers["range"] == "bytes=0-"
 

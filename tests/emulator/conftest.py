@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_odps_tunnel.emulator.pytest_plugin import (  # noqa: F401 - fixtures
-    emulator,
-    emulator_table,
-)
-
 
 @pytest.fixture
-def odps_entry(emulator):  # noqa: F811 - the fixture imported above
+def odps_entry(emulator):
     from odps import ODPS
 
     return ODPS(
@@ -23,7 +18,7 @@ def odps_entry(emulator):  # noqa: F811 - the fixture imported above
 
 
 @pytest.fixture
-def tunnel(odps_entry, emulator):  # noqa: F811
+def tunnel(odps_entry, emulator):
     from odps.tunnel import TableTunnel
 
     return TableTunnel(odps_entry, endpoint=emulator.tunnel_endpoint)

@@ -133,3 +133,75 @@ def test_admin_endpoint(emulator, faults):
     assert bad.status_code == 400
     assert requests.delete(url, timeout=10).json() == {"cleared": True}
     assert faults.injected == []
+
+
+def _sql_result_table(odps_entry, emulator_table, n: int = 3000) -> str:
+    table = emulator_table("a bigint, s string")
+    odps_entry.execute_sql(
+        f"INSERT INTO {table} SELECT x, repeat('v', 20) FROM (SELECT unnest(range({n})) AS x) q"
+    )
+    return table
+
+
+def test_faults_on_the_instance_tunnel_and_sql_paths(odps_entry, emulator_table, faults):
+    table = _sql_result_table(odps_entry, emulator_table)
+    # A 503 on the status poll: pyodps's REST layer retries GETs on 502/503/504.
+    faults.add(method="GET", session_kind="sql", kind="status", status=503)
+    instance = odps_entry.execute_sql(f"SELECT a FROM {table} ORDER BY a")
+    # A corrupted result body: the instance reader detects it and reads the range again.
+    faults.add(method="GET", session_kind="instance", resource="rowrange", kind="corrupt_crc")
+    with instance.open_reader(tunnel=True) as reader:
+        assert [r[0] for r in reader] == list(range(3000))
+    assert faults.counts == {"status": 1, "corrupt_crc": 1}
+    # 429 on a submission: the REST layer does not retry POSTs, so pyodps raises it.
+    faults.add(method="POST", session_kind="sql", kind="throttle", seconds=2)
+    with pytest.raises(errors.FlowExceeded):
+        odps_entry.execute_sql("SELECT 1")
+    # An expired instance download session answers StatusConflict.
+    faults.add(method="GET", session_kind="instance", kind="expire_session")
+    with (
+        pytest.raises(errors.ODPSError, match="session is expired"),
+        instance.open_reader(tunnel=True, reopen=True) as reader,
+    ):
+        list(reader)
+    assert [f["kind"] for f in faults.injected] == [
+        "status",
+        "corrupt_crc",
+        "throttle",
+        "expire_session",
+    ]
+
+
+def _write_block(session, rows: int) -> None:
+    with session.open_record_writer(0) as writer:
+        for i in range(rows):
+            writer.write(session.new_record([i, "payload-" * 40]))
+
+
+def test_corrupted_upload_body_is_refused(tunnel, emulator_table, faults, emulator):
+    table = emulator_table("a bigint, s string")
+    session = tunnel.create_upload_session(table)
+    faults.add(method="PUT", session_kind="upload", kind="corrupt_crc")  # request body
+    with pytest.raises(errors.ODPSError) as info:
+        _write_block(session, 300)
+    assert info.value.code == "CorruptedDataStream"
+    _write_block(session, 300)  # rewriting the block is the retry
+    session.commit([0])
+    assert emulator.catalog.read_table(emulator.project, table).num_rows == 300
+    lines = [json.loads(x) for x in emulator.request_log_path.read_text().splitlines()]
+    refused = [x for x in lines if x.get("fault") == "corrupt_crc" and x["method"] == "PUT"]
+    assert refused[-1]["error"] == "CorruptedDataStream" and refused[-1]["status"] == 400
+
+
+def test_nth_occurrence_per_session(tunnel, emulator_table, faults, emulator):
+    from emulator_helpers import signed
+
+    table = _table_with_rows(tunnel, emulator_table, 3)
+    path = f"/projects/{emulator.project}/tables/{table}"
+    ids = [tunnel.create_download_session(table).id for _ in range(2)]
+    faults.add(method="GET", session_kind="download", per_session=True, nth=2, times=0, status=502)
+    statuses = [
+        signed(emulator, "GET", path, {"downloadid": sid}).status_code for sid in ids for _ in "xy"
+    ]
+    assert statuses == [200, 502, 200, 502]
+    assert faults.counts == {"status": 2}

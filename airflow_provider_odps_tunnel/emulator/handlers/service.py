@@ -1,101 +1,82 @@
-"""The few service-endpoint (``/api``) resources pyodps calls around the tunnel.
+"""Service-endpoint (``/api``) resources around the tunnel that are not tables or SQL.
 
 * ``GET /projects/{p}/tunnel?service``: the tunnel endpoint as ``host:port`` text (§1.1).
-* ``GET /projects/{p}``: project metadata XML.
+* ``GET /projects/{p}``: project metadata XML (how pyodps tests that a project exists).
 * ``GET /projects/{p}/volumes/{v}``: volume metadata XML (partitioned, "old" volumes).
-* ``GET /projects/{p}/tables/{t}[?extended]``: table metadata XML with the schema JSON that
-  pyodps parses (column list, partition keys, and in ``Reserved`` the transactional flag,
-  primary key and schema version).
+* ``GET /logview/host``: the logview host pyodps builds ``instance.get_logview_address()``
+  from; the emulator has no logview, so the URL is only a string pointing at itself.
+* ``POST /projects/{p}/authorization?sign_bearer_token``: a token for that logview URL.
+* ``PUT /projects/{p}/logs``: pyodps's usage reports, accepted and dropped.
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
+import uuid
 from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
-from ..call import Call
-from ..catalog import TableInfo
+from ..call import Call, rfc822
+from ..call import xml_response as xml
 from ..errors import EmulatorError
+from ..instances import OWNER
 
-__all__ = ["tunnel_router", "project_meta", "table_meta", "volume_meta"]
+__all__ = [
+    "tunnel_router",
+    "project_meta",
+    "volume_meta",
+    "logview_host",
+    "sign_bearer_token",
+    "accept_logs",
+]
 
-OWNER = "ALIYUN$emulator@example.com"
 
-
-def _xml(body: str) -> Response:
-    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + body, media_type="application/xml")
-
-
-def _rfc822(ts: float) -> str:
-    return email.utils.formatdate(ts, usegmt=True)
+def _require_project(call: Call) -> str:
+    project = call.args["project"]
+    if not call.state.catalog.project_exists(project):
+        raise EmulatorError.no_such_project(project)
+    return project
 
 
 async def tunnel_router(call: Call) -> Response:
     """The tunnel server address, plain text without a scheme."""
-    if not call.state.catalog.project_exists(call.args["project"]):
-        raise EmulatorError.no_such_project(call.args["project"])
+    _require_project(call)
     return Response(call.state.server_address, media_type="text/plain")
 
 
 async def project_meta(call: Call) -> Response:
+    """Project XML plus the owner and time headers pyodps's ``Project.reload`` reads."""
     project = call.args["project"]
-    if not call.state.catalog.project_exists(project):
-        raise EmulatorError.no_such_project(project)
-    return _xml(
+    created = rfc822(call.state.catalog.project_created(project))
+    headers = {"x-odps-owner": OWNER, "x-odps-creation-time": created, "Last-Modified": created}
+    return xml(
         f"<Project><Name>{escape(project)}</Name><Type>managed</Type>"
         f"<Comment></Comment><State>AVAILABLE</State><Owner>{OWNER}</Owner>"
-        f"<ProjectGroupName></ProjectGroupName><Properties></Properties></Project>"
-    )
-
-
-def table_schema_json(call: Call, info: TableInfo) -> dict:
-    rows, size = call.state.catalog.table_stats(info)
-    created = int(info.created)
-    reserved = {"schema_version": "0", "Transactional": str(info.transactional).lower()}
-    properties = {}
-    if info.transactional:
-        reserved["PrimaryKey"] = info.primary_key
-        properties = {"transactional": "true", "write.bucket.num": str(info.buckets)}
-    schema = info.schema.to_json()
-    return {
-        "tableName": info.name,
-        "comment": "",
-        "owner": OWNER,
-        "createTime": created,
-        "lastModifiedTime": created,
-        "lastDDLTime": created,
-        "isVirtualView": False,
-        "lifecycle": -1,
-        "size": size,
-        "recordNum": rows,
-        "columns": schema["columns"],
-        "partitionKeys": schema["partitionKeys"],
-        "Reserved": json.dumps(reserved),
-        "tableProperties": json.dumps(properties),
-    }
-
-
-async def table_meta(call: Call) -> Response:
-    info = call.table()
-    schema = json.dumps(table_schema_json(call, info), ensure_ascii=False)
-    created = _rfc822(info.created)
-    return _xml(
-        f"<Table><Name>{escape(info.name)}</Name><TableId>{info.table_id}</TableId>"
-        f"<Owner>{OWNER}</Owner><Type>MANAGED_TABLE</Type>"
-        f"<CreationTime>{created}</CreationTime><LastModifiedTime>{created}</LastModifiedTime>"
-        f"<Schema><![CDATA[{schema}]]></Schema></Table>"
+        f"<ProjectGroupName></ProjectGroupName><Properties></Properties></Project>",
+        headers=headers,
     )
 
 
 async def volume_meta(call: Call) -> Response:
     volume = call.args["volume"]
     path = call.state.catalog.volume_dir(call.args["project"], volume)
-    created = _rfc822(path.stat().st_mtime)
-    return _xml(
+    created = rfc822(path.stat().st_mtime)
+    return xml(
         f"<Volume><Name>{escape(volume)}</Name><Type>old</Type><Owner>{OWNER}</Owner>"
         f"<Comment></Comment><CreationTime>{created}</CreationTime>"
         f"<LastModifiedTime>{created}</LastModifiedTime></Volume>"
     )
+
+
+async def logview_host(call: Call) -> Response:
+    return Response(f"http://{call.state.server_address}", media_type="text/plain")
+
+
+async def sign_bearer_token(call: Call) -> Response:
+    _require_project(call)
+    return xml(f"<Authorization><Result>emulator-{uuid.uuid4().hex}</Result></Authorization>")
+
+
+async def accept_logs(call: Call) -> Response:
+    await call.request.body()
+    return Response(status_code=200)

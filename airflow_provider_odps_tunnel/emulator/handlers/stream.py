@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import receive_body, records_to_parquet
+from ..ingest import records_to_parquet
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write", "abort", "SCHEMA_VERSION"]
@@ -64,6 +64,7 @@ async def create(call: Call) -> Response:
     create_partition = "create_partition" in call.params
     if not create_partition and not state.catalog.partition_exists(info, spec):
         raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    call.limit_sessions(info, "stream")
     session = state.sessions.create(
         "stream",
         {
@@ -77,6 +78,7 @@ async def create(call: Call) -> Response:
             "quota": call.params.get("quotaName", ""),
         },
     )
+    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 
@@ -112,14 +114,7 @@ async def write(call: Call) -> Response:
         out=out,
         max_field_size=state.config.max_field_size,
     )
-    rows = await receive_body(
-        call.request,
-        state.staging_dir,
-        state.executor,
-        work,
-        abort_after=call.abort_request_after,
-        on_abort=call.abort_connection,
-    )
+    rows = await call.receive(work)
     await call.blocking(_commit_batch, call, info, session["id"], out, rows)
     headers = {
         "odps-tunnel-routed-server": state.server_address,

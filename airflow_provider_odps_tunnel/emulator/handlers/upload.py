@@ -17,7 +17,7 @@ from starlette.responses import Response
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import arrow_to_parquet, receive_body, records_to_parquet
+from ..ingest import arrow_to_parquet, records_to_parquet
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write_block", "commit", "MAX_BLOCK_ID"]
@@ -49,6 +49,7 @@ async def create(call: Call) -> Response:
     create_partition = call.flag("create_partition")
     if not create_partition and not state.catalog.partition_exists(info, spec):
         raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    call.limit_sessions(info, "upload")
     session = state.sessions.create(
         "upload",
         {
@@ -62,6 +63,7 @@ async def create(call: Call) -> Response:
             "quota": call.params.get("quotaName", ""),
         },
     )
+    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 
@@ -115,14 +117,7 @@ async def write_block(call: Call) -> Response:
             out=out,
             max_field_size=state.config.max_field_size,
         )
-    rows = await receive_body(
-        call.request,
-        state.staging_dir,
-        state.executor,
-        work,
-        abort_after=call.abort_request_after,
-        on_abort=call.abort_connection,
-    )
+    rows = await call.receive(work)
     replaced = await call.blocking(_register_block, call, info, session["id"], block, out, rows)
     if replaced:
         await call.blocking(state.catalog.delete_files, info, [replaced])
@@ -157,6 +152,7 @@ async def commit(call: Call) -> Response:
     session = _session(call, info)
     if session["status"] != "closed":
         check_writable(session, "upload")
+        call.limit_commits(info)
         session = await call.blocking(_commit, call, info, session["id"])
     return json_response(session_json(call, session, info))
 

@@ -27,7 +27,7 @@ from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
 from ..fsutil import fsync_file
-from ..ingest import PARQUET_OPTIONS, receive_body, records_to_parquet
+from ..ingest import PARQUET_OPTIONS, records_to_parquet
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write", "commit", "abort"]
@@ -73,6 +73,7 @@ async def create(call: Call) -> Response:
         raise EmulatorError.invalid_argument("slotnum and lifecycle must be integers") from None
     if not 1 <= lifecycle <= 24:
         raise EmulatorError.invalid_argument(f"lifecycle {lifecycle} is not in 1..24 hours")
+    call.limit_sessions(info, "upsert")
     nbuckets = int(info.buckets or 1)
     slots = min(max(slots, 1), nbuckets)
     slot_buckets = [list(range(i, nbuckets, slots)) for i in range(slots)]
@@ -87,8 +88,9 @@ async def create(call: Call) -> Response:
             "pending": [],
             "quota": call.params.get("quotaName", ""),
         },
-        lifetime=lifecycle * 3600.0,
+        lifetime=min(lifecycle * 3600.0, call.state.config.session_lifetime),
     )
+    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 
@@ -175,14 +177,7 @@ async def write(call: Call) -> Response:
         max_field_size=state.config.max_field_size,
         transform=_bucket_check(info, bucket, nbuckets),
     )
-    rows = await receive_body(
-        call.request,
-        state.staging_dir,
-        state.executor,
-        work,
-        abort_after=call.abort_request_after,
-        on_abort=call.abort_connection,
-    )
+    rows = await call.receive(work)
     expected = call.params.get("record_count")
     if expected and expected.isdigit() and int(expected) != rows:
         out.unlink(missing_ok=True)
@@ -217,6 +212,7 @@ async def commit(call: Call) -> Response:
     session = _session(call, info)
     if session["status"] != "committed":
         check_writable(session, "upsert")
+        call.limit_commits(info)
         session = await call.blocking(_commit, call, info, session["id"])
     return json_response(session_json(call, session, info))
 

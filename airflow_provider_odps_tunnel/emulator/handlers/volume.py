@@ -25,7 +25,7 @@ from ..call import Call, Handler, json_response
 from ..egress import compressed
 from ..errors import EmulatorError
 from ..fsutil import fsync_dir
-from ..ingest import data_error, receive_body
+from ..ingest import data_error
 from ..sessions import check_writable
 
 __all__ = ["route"]
@@ -96,6 +96,7 @@ async def upload_create(call: Call) -> Response:
             "quota": call.params.get("quotaName", ""),
         },
     )
+    call.log["session"] = session["id"]
     return json_response(upload_json(session))
 
 
@@ -137,14 +138,7 @@ async def upload_file(call: Call) -> Response:
     staged.mkdir(parents=True, exist_ok=True)
     out = staged / uuid.uuid4().hex
     work = functools.partial(_store_file, encoding=call.header("content-encoding"), out=out)
-    length = await receive_body(
-        call.request,
-        state.staging_dir,
-        state.executor,
-        work,
-        abort_after=call.abort_request_after,
-        on_abort=call.abort_connection,
-    )
+    length = await call.receive(work)
     with state.sessions.locked(session["id"]):
         old = session["files"].get(name)
         session["files"][name] = {"staged": out.name, "length": length}
@@ -208,6 +202,7 @@ async def download_create(call: Call) -> Response:
             "quota": call.params.get("quotaName", ""),
         },
     )
+    call.log["session"] = session["id"]
     return json_response(download_json(session))
 
 
@@ -239,7 +234,7 @@ async def download_read(call: Call) -> Response:
     """``GET .../downloads/{id}?data&range=(start,length)``."""
     session = _download(call)
     if session["status"] == "expired":
-        raise EmulatorError.status_conflict(f"The download session {session['id']} is expired")
+        raise EmulatorError.status_conflict("The download session is expired")
     match = _RANGE.match(call.params.get("range", f"(0,{session['length']})").strip())
     if not match:
         raise EmulatorError.invalid_argument(f"invalid range {call.params.get('range')!r}")

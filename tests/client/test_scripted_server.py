@@ -1,5 +1,6 @@
-"""Upsert behaviour the emulator does not provoke, on a scripted server: slot
-reassignment (HTTP 308), asynchronous commit polling and its timeout."""
+"""Behaviour the emulator does not provoke, on a scripted server: upsert slot
+reassignment (HTTP 308), asynchronous upsert commits and download sessions that are
+prepared asynchronously, with their timeouts."""
 
 from __future__ import annotations
 
@@ -93,3 +94,28 @@ def test_async_commit_returns_at_once(server):
     session = tunnel_for(server).create_upsert_session("t")
     session.commit(async_=True)
     assert session.status == session.Status.Committing
+
+
+def download_json(status: str) -> bytes:
+    return json.dumps(
+        {"DownloadID": "d1", "Status": status, "RecordCount": 3, "Schema": SCHEMA.to_json()}
+    ).encode()
+
+
+def test_async_download_session_is_polled_until_ready(server):
+    server.answers += [
+        Answer(200, download_json("initiating")),
+        Answer(200, download_json("normal")),
+    ]
+    session = tunnel_for(server).create_download_session("t")
+    assert session.status == session.Status.Normal and session.count == 3
+    create, reload = server.seen
+    assert create.query["asyncmode"] == "true" and "downloads" in create.query
+    assert reload.method == "GET" and reload.query["downloadid"] == "d1"
+
+
+def test_async_download_session_timeout(server):
+    server.answers += [Answer(200, download_json("initiating"))]
+    with pytest.raises(errors.TunnelTimeoutError) as info:
+        tunnel_for(server).create_download_session("t", timeout=0.05)
+    assert info.value.session_id == "d1"

@@ -1,0 +1,125 @@
+"""SQL instances on the service endpoint: submit, status, task statuses, task results.
+
+``POST /projects/{p}/instances`` takes pyodps's ``<Instance><Job>`` XML, records the
+instance and runs it on the worker pool; the answer (``201`` with ``Location``) waits for
+the job up to ``instance_wait`` seconds, so pyodps's ``wait_for_success`` normally finds it
+terminated at its first poll instead of sleeping. Then:
+
+* ``GET .../instances/{id}``: status XML (``Running``/``Terminated``) and the owner and
+  time headers pyodps reads;
+* ``GET ...?taskstatus``: each task's status (``Success``, ``Failed``, ...);
+* ``GET ...?result``: each task's text result: a query's first rows as CSV with a result
+  descriptor, ``OK`` for other statements, or the service's ``ODPS-xxxxxxx`` error text;
+* ``GET ...?source``: the submitted ``<Job>`` XML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from starlette.responses import Response
+
+from ..call import Call, rfc822
+from ..call import xml_response as xml
+from ..errors import EmulatorError
+from ..instances import parse_job
+from ..sql.results import QueryResult
+
+__all__ = ["create", "get"]
+
+
+def _cdata(text: str) -> str:
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _times(item: dict[str, Any]) -> str:
+    out = ""
+    if item.get("start"):
+        out += f"<StartTime>{rfc822(item['start'])}</StartTime>"
+    if item.get("end"):
+        out += f"<EndTime>{rfc822(item['end'])}</EndTime>"
+    return out
+
+
+async def create(call: Call) -> Response:
+    """Submit a job; answers once it finished or ``instance_wait`` seconds passed."""
+    state = call.state
+    project = call.args["project"]
+    if not state.catalog.project_exists(project):
+        raise EmulatorError.no_such_project(project)
+    job_xml, tasks = parse_job(await call.request.body())
+    instance = await call.blocking(state.instances.create, project, job_xml, tasks)
+    call.log["session"] = instance["id"]
+    running = asyncio.get_running_loop().run_in_executor(
+        state.executor, state.instances.run, instance["id"]
+    )
+    # Still running after the wait: status polling will see it finish.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(running), state.config.instance_wait)
+    base = str(call.request.base_url).rstrip("/")
+    location = f"{base}/api/projects/{project}/instances/{instance['id']}"
+    return Response(status_code=201, headers={"Location": location})
+
+
+def _status_xml(instance: dict[str, Any]) -> str:
+    return (
+        f"<Instance><Name>{instance['id']}</Name><Owner>{escape(instance['owner'])}</Owner>"
+        f"{_times(instance)}<Status>{instance['status']}</Status></Instance>"
+    )
+
+
+def _task_status_xml(instance: dict[str, Any]) -> str:
+    tasks = "".join(
+        f"<Task Type={quoteattr(t['type'])}><Name>{escape(t['name'])}</Name>{_times(t)}"
+        f"<Status>{t['status']}</Status></Task>"
+        for t in instance["tasks"]
+    )
+    return f"<Instance><Status>{instance['status']}</Status><Tasks>{tasks}</Tasks></Instance>"
+
+
+def _descriptor(result: QueryResult) -> str:
+    columns = [{"Name": c.name, "Type": c.type.name} for c in result.schema.simple_columns]
+    return json.dumps(
+        {
+            "IsSelect": True,
+            "SelectResultStatus": "TRUNCATED" if result.truncated else "COMPLETE",
+            "Schema": {"Columns": columns},
+        }
+    )
+
+
+def _result_xml(instance: dict[str, Any]) -> str:
+    result = QueryResult.from_json(instance["result"]) if instance["result"] else None
+    parts = []
+    for task in instance["tasks"]:
+        is_query = result is not None and task.get("has_result", False)
+        extra = ""
+        if is_query:
+            extra = f"<ResultDescriptor>{_cdata(_descriptor(result))}</ResultDescriptor>"
+        fmt = "csv" if is_query else "text"
+        parts.append(
+            f"<Task Type={quoteattr(task['type'])}><Name>{escape(task['name'])}</Name>"
+            f"<Status>{task['status']}</Status>"
+            f'<Result Format="{fmt}">{_cdata(task["result"])}</Result>{extra}</Task>'
+        )
+    return f"<Instance><Tasks>{''.join(parts)}</Tasks></Instance>"
+
+
+async def get(call: Call) -> Response:
+    """Status (default), ``taskstatus``, ``result`` or ``source`` of an instance."""
+    instance = call.state.instances.get(call.args["project"], call.args["instance"])
+    call.log["session"] = instance["id"]
+    if "taskstatus" in call.params:
+        return xml(_task_status_xml(instance))
+    if "result" in call.params:
+        return xml(_result_xml(instance))
+    if "source" in call.params:
+        return xml(instance["job"])
+    headers = {"x-odps-owner": instance["owner"], "x-odps-start-time": rfc822(instance["start"])}
+    if instance.get("end"):
+        headers["x-odps-end-time"] = rfc822(instance["end"])
+    return xml(_status_xml(instance), headers=headers)

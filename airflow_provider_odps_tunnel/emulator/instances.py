@@ -1,0 +1,166 @@
+"""SQL instances: the jobs ``POST /projects/{p}/instances`` submits, run and remembered.
+
+An instance is stored as ``instances/<id>/instance.json`` (written atomically at every
+change) next to its result files. Its SQL tasks run one after the other on the embedded
+engine; each task ends ``Success`` with its text result (a query's CSV, else ``OK``) or
+``Failed`` with the service's error text, which is what pyodps turns into its exceptions.
+The last query's result stays for the instance tunnel. Instances that were running when the
+emulator stopped are marked failed when it starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from .errors import EmulatorError
+from .fsutil import atomic_write_json, read_json
+from .sql import SqlEngine, SqlError
+
+__all__ = ["InstanceStore", "parse_job", "OWNER"]
+
+logger = logging.getLogger("odps_tunnel_emulator.sql")
+
+OWNER = "ALIYUN$emulator@example.com"
+RUNNING, TERMINATED = "Running", "Terminated"
+SUCCESS, FAILED, WAITING = "Success", "Failed", "Waiting"
+
+
+def new_instance_id() -> str:
+    """An id in the service's style: a UTC timestamp followed by random characters."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + uuid.uuid4().hex[:14]
+
+
+def parse_job(body: bytes) -> tuple[str, list[dict[str, Any]]]:
+    """The ``<Job>`` XML text and its tasks (name, type, query, settings) of a submission."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:
+        raise EmulatorError("InvalidXmlRequest", f"the instance body is not XML: {exc}") from None
+    job = root if root.tag == "Job" else root.find("Job")
+    tasks_node = job.find("Tasks") if job is not None else None
+    if job is None or tasks_node is None or not len(tasks_node):
+        raise EmulatorError.invalid_argument("the instance body has no <Job><Tasks>")
+    tasks = []
+    for node in tasks_node:
+        settings: dict[str, Any] = {}
+        for prop in node.iterfind("Config/Property"):
+            if prop.findtext("Name") == "settings":
+                try:
+                    settings = json.loads(prop.findtext("Value") or "{}")
+                except ValueError:
+                    settings = {}
+        tasks.append(
+            {
+                "name": node.findtext("Name") or "AnonymousSQLTask",
+                "type": node.tag,
+                "query": node.findtext("Query") or "",
+                "settings": settings,
+            }
+        )
+    return ElementTree.tostring(job, encoding="unicode"), tasks
+
+
+class InstanceStore:
+    """The instances of one data directory; :meth:`run` executes one (blocking)."""
+
+    def __init__(self, root: Path, engine: SqlEngine):
+        self.dir = root / "instances"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self._recover()
+
+    def _path(self, instance_id: str) -> Path:
+        return self.dir / instance_id / "instance.json"
+
+    def result_dir(self, instance_id: str) -> Path:
+        """Where an instance's result files live."""
+        return self.dir / instance_id
+
+    def _save(self, instance: dict[str, Any]) -> None:
+        atomic_write_json(self._path(instance["id"]), instance)
+
+    def _recover(self) -> None:
+        for path in self.dir.glob("*/instance.json"):
+            instance = read_json(path)
+            if instance["status"] != RUNNING:
+                continue
+            for task in instance["tasks"]:
+                if task["status"] in (RUNNING, WAITING):
+                    task.update(status=FAILED, end=time.time())
+                    task["result"] = "ODPS-0010000:System internal error - the emulator stopped"
+            instance.update(status=TERMINATED, end=time.time())
+            self._save(instance)
+
+    def create(self, project: str, job_xml: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Record a submitted job (status ``Running``, tasks ``Waiting``)."""
+        now = time.time()
+        instance = {
+            "id": new_instance_id(),
+            "project": project,
+            "owner": OWNER,
+            "status": RUNNING,
+            "start": now,
+            "end": None,
+            "job": job_xml,
+            "tasks": [
+                {**t, "status": WAITING, "result": "", "start": None, "end": None} for t in tasks
+            ],
+            "result": None,
+        }
+        self._save(instance)
+        return instance
+
+    def get(self, project: str, instance_id: str) -> dict[str, Any]:
+        """An instance of ``project``; ``NoSuchObject`` (404) if there is none."""
+        path = self._path(instance_id)
+        if not instance_id.isalnum() or not path.exists():
+            raise EmulatorError("NoSuchObject", f"The instance does not exist: {instance_id}", 404)
+        instance = read_json(path)
+        if instance["project"] != project:
+            raise EmulatorError("NoSuchObject", f"The instance does not exist: {instance_id}", 404)
+        return instance
+
+    def run(self, instance_id: str) -> None:
+        """Run every task of an instance in order; a failed task ends the instance."""
+        instance = read_json(self._path(instance_id))
+        failed = False
+        for task in instance["tasks"]:
+            task["start"] = time.time()
+            if failed:
+                task.update(status=FAILED, result="ODPS-0010000:a previous task failed")
+            elif task["type"] != "SQL":
+                task.update(
+                    status=FAILED,
+                    result=f"ODPS-0130161:[1,1] Parse exception - the emulator runs SQL tasks "
+                    f"only, not {task['type']}",
+                )
+            else:
+                task["status"] = RUNNING
+                self._save(instance)
+                try:
+                    outcome = self.engine.run(
+                        instance["project"], task["query"], self.result_dir(instance_id)
+                    )
+                except SqlError as exc:
+                    task.update(status=FAILED, result=exc.text())
+                except Exception as exc:  # noqa: BLE001 - reported as the service does
+                    logger.exception("instance %s failed", instance_id)
+                    task.update(
+                        status=FAILED,
+                        result=f"ODPS-0010000:System internal error - {type(exc).__name__}: {exc}",
+                    )
+                else:
+                    task.update(status=SUCCESS, result=outcome.summary)
+                    if outcome.query is not None:
+                        task["has_result"] = True
+                        instance["result"] = outcome.query.to_json()
+            failed = failed or task["status"] == FAILED
+            task["end"] = time.time()
+        instance.update(status=TERMINATED, end=time.time())
+        self._save(instance)

@@ -1,0 +1,230 @@
+"""The embedded SQL engine: runs an ODPS SQL script against the stored tables.
+
+Statements run one after the other; each gets a fresh in-memory DuckDB connection whose
+views show the tables' committed data at that moment (``views``), so a statement sees
+everything the statements before it committed. DDL acts on the catalog directly; INSERT
+and CTAS stream rows from DuckDB into Parquet and commit like a tunnel commit (``writes``);
+a query's result is materialised for the instance tunnel (``results``). A failure stops the
+script and is raised as :class:`SqlError` carrying the service's error text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog, TableInfo
+from ..errors import EmulatorError
+from ..pins import FilePins
+from . import writes
+from .errors import SqlError
+from .lexer import SqlSyntaxError, Token, line_col, split_statements
+from .results import QueryResult, materialise
+from .statements import (
+    AlterPartitions,
+    CreateTable,
+    DropTable,
+    Insert,
+    Query,
+    SetOption,
+    Statement,
+    TableName,
+    Truncate,
+    parse_statement,
+)
+from .translate import translate
+from .views import bind_tables, referenced_names
+
+__all__ = ["SqlEngine", "ScriptResult"]
+
+
+@dataclass
+class ScriptResult:
+    """What a script produced: the task's text result and the last query's result."""
+
+    summary: str
+    query: QueryResult | None
+
+
+def _duckdb_error(exc: Exception) -> SqlError:
+    """The service's error for a DuckDB failure (a missing table is ODPS-0130131)."""
+    import duckdb
+
+    message = str(exc).split("\n")[0]
+    if isinstance(exc, duckdb.CatalogException) and "Table with name" in message:
+        name = message.split("Table with name", 1)[1].split("does not exist")[0].strip()
+        return SqlError.table_not_found(name)
+    if isinstance(exc, duckdb.ParserException):
+        return SqlError.parse(message)
+    if isinstance(exc, duckdb.BinderException | duckdb.CatalogException):
+        return SqlError.semantic(message)
+    return SqlError.runtime(message)
+
+
+class SqlEngine:
+    """Runs scripts on the tables of ``catalog``; files read are pinned in ``pins``."""
+
+    def __init__(self, catalog: Catalog, pins: FilePins, max_field_size: int):
+        self.catalog = catalog
+        self.pins = pins
+        self.max_field_size = max_field_size
+
+    def run(self, project: str, text: str, out_dir: Path) -> ScriptResult:
+        """Run every statement of ``text`` with ``project`` as the default project.
+
+        Query results are written under ``out_dir``. Raises :class:`SqlError`.
+        """
+        try:
+            parsed = [(tokens, parse_statement(tokens)) for tokens in split_statements(text)]
+        except SqlSyntaxError as exc:
+            raise self._at(SqlError.parse(str(exc)), text, exc.position) from None
+        if not parsed:
+            raise SqlError.parse("the script has no statement")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result: QueryResult | None = None
+        for index, (tokens, stmt) in enumerate(parsed):
+            try:
+                produced = self._execute(project, stmt, out_dir / f"result-{index}.parquet")
+            except SqlError as exc:
+                raise self._at(exc, text, tokens[0].pos) from None
+            if produced is not None:
+                result = produced
+        return ScriptResult(result.csv if result else "OK", result)
+
+    @staticmethod
+    def _at(error: SqlError, text: str, pos: int) -> SqlError:
+        error.position = line_col(text, pos)
+        return error
+
+    # ------------------------------------------------------------------ statements
+    def _execute(self, project: str, stmt: Statement, result_path: Path) -> QueryResult | None:
+        if isinstance(stmt, SetOption):
+            return None
+        if isinstance(stmt, Query):
+            return self._with_duckdb(
+                project,
+                stmt.tokens,
+                lambda con: materialise(
+                    con, translate(stmt.tokens), result_path, self.max_field_size
+                ),
+            )
+        if isinstance(stmt, CreateTable):
+            self._create_table(project, stmt, result_path)
+        elif isinstance(stmt, DropTable):
+            self._catalog_call(
+                stmt.table,
+                project,
+                self.catalog.drop_table,
+                stmt.table.project or project,
+                stmt.table.name,
+                if_exists=stmt.if_exists,
+            )
+        elif isinstance(stmt, AlterPartitions):
+            info = self._table(project, stmt.table)
+            for spec in stmt.specs:
+                if stmt.add:
+                    call = self.catalog.create_partition
+                    kwargs = {"if_not_exists": stmt.tolerant}
+                else:
+                    call = self.catalog.drop_partition
+                    kwargs = {"if_exists": stmt.tolerant}
+                self._catalog_call(
+                    stmt.table, project, call, info.project, info.name, spec, **kwargs
+                )
+        elif isinstance(stmt, Truncate):
+            writes.truncate(self.catalog, self._table(project, stmt.table), stmt.specs)
+        elif isinstance(stmt, Insert):
+            info = self._table(project, stmt.table)
+            self._with_duckdb(
+                project,
+                stmt.query,
+                lambda con: writes.insert(
+                    con, self.catalog, info, stmt, translate(stmt.query), self.max_field_size
+                ),
+            )
+        return None
+
+    def _create_table(self, project: str, stmt: CreateTable, result_path: Path) -> None:
+        target = stmt.table.project or project
+        if stmt.if_not_exists and self.catalog.table_exists(target, stmt.table.name):
+            return
+        props = stmt.properties
+        options: dict[str, Any] = {"lifecycle": stmt.lifecycle, "comment": stmt.comment}
+        if stmt.as_query is not None:
+            query = stmt.as_query
+            result = self._with_duckdb(
+                project,
+                query,
+                lambda con: materialise(con, translate(query), result_path, self.max_field_size),
+            )
+            info = self._catalog_call(
+                stmt.table,
+                project,
+                self.catalog.create_table,
+                target,
+                stmt.table.name,
+                result.schema,
+                **options,
+            )
+            if result.rows:
+                writes.publish_file(self.catalog, info, result_path, result.rows)
+            return
+        if stmt.like is not None:
+            source = self._table(project, stmt.like)
+            schema, primary_key, buckets = source.schema, source.primary_key, source.buckets
+        else:
+            schema, primary_key = stmt.schema, stmt.primary_key
+            buckets = stmt.buckets
+            if buckets is None and "write.bucket.num" in props and primary_key:
+                try:
+                    buckets = int(props["write.bucket.num"])
+                except ValueError:
+                    raise SqlError.semantic("write.bucket.num must be an integer") from None
+        self._catalog_call(
+            stmt.table,
+            project,
+            self.catalog.create_table,
+            target,
+            stmt.table.name,
+            schema,
+            primary_key=primary_key or None,
+            buckets=buckets if primary_key else None,
+            **options,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _table(self, project: str, name: TableName) -> TableInfo:
+        try:
+            return self.catalog.get_table(name.project or project, name.name)
+        except EmulatorError:
+            raise SqlError.table_not_found(name.qualified(project)) from None
+
+    def _catalog_call(self, name: TableName, project: str, func: Any, *args: Any, **kw: Any) -> Any:
+        """Call a catalog method; its errors become the service's SQL errors."""
+        try:
+            return func(*args, **kw)
+        except EmulatorError as exc:
+            if exc.code in ("NoSuchTable", "NoSuchProject"):
+                raise SqlError.table_not_found(name.qualified(project)) from None
+            if exc.code == "ObjectAlreadyExists":
+                raise SqlError.semantic(
+                    f"Table or partition already exists - {exc.message}"
+                ) from None
+            raise SqlError.semantic(exc.message) from None
+
+    def _with_duckdb(self, project: str, tokens: list[Token], work: Any) -> Any:
+        """Run ``work(con)`` on a connection whose views show the tables ``tokens`` name."""
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            with self.pins.scope() as scope:
+                bind_tables(con, self.catalog, project, referenced_names(tokens), scope)
+                return work(con)
+        except duckdb.Error as exc:
+            raise _duckdb_error(exc) from None
+        except EmulatorError as exc:
+            raise SqlError.runtime(exc.message) from None
+        finally:
+            con.close()

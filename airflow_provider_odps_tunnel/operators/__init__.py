@@ -1,0 +1,1 @@
+"""Airflow operators of the MaxCompute Tunnel provider: uploads, exports, upserts, streams, SQL."""

@@ -1,0 +1,80 @@
+"""Airflow Assets and lineage for MaxCompute tables.
+
+A table is the Asset ``odps://{project}/{table}`` (``odps://{project}/{schema}/{table}`` in a
+three-tier project). The project usually comes from the connection, which is only read when
+the task runs, so writing operators declare the alias ``ODPS_TABLES_ALIAS`` as their
+outlet and attach the concrete table Asset to it at run time, with the partition, row count
+and session id as the event's extra. Consumers schedule on ``odps_table_asset``.
+If the DAG declares a table Asset itself, its event gets the same extra.
+
+Every table read or write is also reported to Airflow's hook-lineage collector (what
+OpenLineage listens to); file reads and writes through ``ObjectStoragePath`` report
+themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias
+
+__all__ = [
+    "ODPS_TABLES_ALIAS",
+    "odps_table_uri",
+    "odps_table_asset",
+    "default_outlets",
+    "emit_table_event",
+    "report_table_lineage",
+]
+
+#: The asset alias that writing operators attach table Assets to at run time.
+ODPS_TABLES_ALIAS = "odps_tunnel_tables"
+
+
+def odps_table_uri(qualified_table: str) -> str:
+    """``odps://project/table`` for ``project.table`` (or ``project.schema.table``)."""
+    parts = qualified_table.split(".")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(
+            f"expected 'project.table' or 'project.schema.table', got {qualified_table!r}"
+        )
+    return "odps://" + "/".join(parts)
+
+
+def odps_table_asset(qualified_table: str) -> Asset:
+    """The Asset of a table, named by its project: ``odps_table_asset("proj.sales")``."""
+    uri = odps_table_uri(qualified_table)
+    return Asset(uri=uri, name=uri, group="odps_table")
+
+
+def default_outlets(outlets: Any) -> Any:
+    """The outlets an operator gets when the DAG declares none: the tables alias."""
+    return outlets if outlets else [AssetAlias(name=ODPS_TABLES_ALIAS)]
+
+
+def emit_table_event(
+    context: Any, outlets: Any, qualified_table: str, extra: dict[str, Any]
+) -> None:
+    """Attach an event for the table to every alias in ``outlets``, and give ``extra`` to
+    the event of a declared Asset of the same table."""
+    events = context.get("outlet_events") if context is not None else None
+    if events is None:
+        return
+    asset = odps_table_asset(qualified_table)
+    for outlet in outlets or ():
+        if isinstance(outlet, AssetAlias):
+            events[outlet].add(asset, extra=extra)
+        elif isinstance(outlet, Asset) and outlet.uri == asset.uri:
+            events[outlet].extra.update(extra)
+
+
+def report_table_lineage(hook: Any, qualified_table: str, *, output: bool) -> None:
+    """Tell Airflow's hook-lineage collector that ``hook`` read or wrote the table."""
+    from airflow.sdk.lineage import get_hook_lineage_collector
+
+    collector = get_hook_lineage_collector()
+    uri = odps_table_uri(qualified_table)
+    if output:
+        collector.add_output_asset(context=hook, uri=uri)
+    else:
+        collector.add_input_asset(context=hook, uri=uri)

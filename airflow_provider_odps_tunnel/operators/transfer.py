@@ -1,0 +1,228 @@
+"""Files (or a callable) into a MaxCompute table in one task: open, write in threads, commit.
+
+For loads small enough for one worker. The guarantees are those of the mapped chain,
+through Airflow's ``ResumableJobMixin``: the upload session is the external job (its
+reference is stored before any block is written), a retry reconnects to it while the
+service reports it ``normal``, returns at once if it is already committed, and opens a new
+session if it expired; finished blocks are recorded per block id, so a retry only writes
+what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import ResumableJobMixin
+
+from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
+from airflow_provider_odps_tunnel.operators.assets import (
+    default_outlets,
+    emit_table_event,
+    report_table_lineage,
+)
+from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
+from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
+from airflow_provider_odps_tunnel.operators.planning import DEFAULT_BLOCK_BYTES, BlockPlan
+from airflow_provider_odps_tunnel.operators.sources import DEFAULT_BATCH_ROWS, SourceCallable
+from airflow_provider_odps_tunnel.operators.upload_steps import (
+    SourceOptions,
+    commit_planned_upload,
+    plan_source_blocks,
+    write_planned_blocks,
+)
+
+__all__ = ["ObjectStorageToOdpsOperator"]
+
+_RESULT_KEY = "result"
+
+
+class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
+    """Load files from object storage (or a callable's data) into a table in one task.
+
+    Returns ``{"table", "partition", "session_id", "blocks", "rows"}``.
+
+    :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
+        (templated).
+    :param partition: the partition to load, e.g. ``"ds=2024-01-01"`` (templated).
+    :param source: a file, directory or glob pattern, or a list of them, as
+        ``ObjectStoragePath`` URIs (templated).
+    :param source_conn_id: the Airflow connection of the source's filesystem (templated).
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
+        batches or tables or DataFrames; it must give the same rows for a part every time.
+    :param source_parts: the number of parts the callable is called for.
+    :param overwrite: replace the table's or partition's data at commit.
+    :param create_partition: create the partition if it does not exist.
+    :param compression: compress block bodies (``"zlib"``, ``"zstd"``, ``"lz4"``,
+        ``"snappy"``) (templated).
+    :param tags: tags of the session (templated).
+    :param block_size: target bytes of source per block (default 64 MiB).
+    :param threads: blocks written at the same time.
+    :param ignore_extra_columns: drop source columns the table does not have.
+    :param allow_empty: commit nothing, instead of failing, when the source has no files.
+    :param batch_rows: rows per batch read from files.
+    :param progress_interval: seconds between progress lines in the log.
+    :param durable: remember the session across retries (``ResumableJobMixin``).
+    :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
+    :param project: a project overriding the connection's (templated).
+    """
+
+    external_id_key = "upload_session"
+    template_fields: Sequence[str] = (
+        *OdpsBaseOperator.template_fields,
+        "table",
+        "partition",
+        "source",
+        "source_conn_id",
+        "source_format",
+        "compression",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        partition: str | None = None,
+        source: str | list[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
+        source_callable: SourceCallable | None = None,
+        source_parts: int | None = None,
+        overwrite: bool = False,
+        create_partition: bool = False,
+        compression: str | None = None,
+        tags: str | list[str] | None = None,
+        block_size: int = DEFAULT_BLOCK_BYTES,
+        threads: int = 4,
+        ignore_extra_columns: bool = False,
+        allow_empty: bool = False,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
+        super().__init__(**kwargs)
+        self.table = table
+        self.partition = partition
+        self.source = source
+        self.source_conn_id = source_conn_id
+        self.source_format = source_format
+        self.source_callable = source_callable
+        self.source_parts = source_parts if source_callable is None else (source_parts or 1)
+        self.overwrite = overwrite
+        self.create_partition = create_partition
+        self.compression = compression
+        self.tags = tags
+        self.block_size = block_size
+        self.threads = threads
+        self.ignore_extra_columns = ignore_extra_columns
+        self.allow_empty = allow_empty
+        self.batch_rows = batch_rows
+        self.progress_interval = progress_interval
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = self.execute_resumable(context)
+        report_table_lineage(self.hook, result["table"], output=True)
+        emit_table_event(
+            context,
+            self.outlets,
+            result["table"],
+            {
+                "partition": result["partition"],
+                "rows": result["rows"],
+                "session_id": result["session_id"],
+            },
+        )
+        return result
+
+    # -- ResumableJobMixin: the upload session is the job ------------------------------------
+
+    def submit_job(self, context: Any) -> dict[str, Any]:
+        ref, _ = self.hook.create_upload_session(
+            self.table,
+            self.partition,
+            overwrite=self.overwrite,
+            create_partition=self.create_partition,
+            compression=self.compression,
+            tags=self.tags,
+        )
+        return ref.to_dict()
+
+    def get_job_status(self, external_id: Any, context: Any) -> str:
+        ref = SessionRef.of(external_id)
+        if (ref.table, ref.partition, ref.overwrite, ref.compression) != (
+            self.hook.qualify(self.table),
+            self.partition or None,
+            self.overwrite,
+            self.compression,
+        ):
+            return "other_target"
+        return self.hook.session_status(ref)
+
+    def is_job_active(self, status: str) -> bool:
+        return status == "normal"
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status in ("closed", "committed")
+
+    def poll_until_complete(self, external_id: Any, context: Any) -> dict[str, Any]:
+        # Returns the result: on a reconnect the mixin returns what this returns.
+        ref = SessionRef.of(external_id)
+        state = TaskState.of(context)
+        blocks = self._plan()
+        results = write_planned_blocks(
+            self.hook,
+            ref,
+            blocks,
+            state,
+            self.log,
+            sources=SourceOptions(
+                source_callable=self.source_callable,
+                ignore_extra_columns=self.ignore_extra_columns,
+                batch_rows=self.batch_rows,
+            ),
+            threads=self.threads,
+            progress_interval=self.progress_interval,
+        )
+        commit_planned_upload(self.hook, ref, [b.block_id for b in blocks], self.log)
+        result = self._result(ref, len(blocks), sum(r["rows"] for r in results))
+        state.set(_RESULT_KEY, result)
+        return result
+
+    def get_job_result(self, external_id: Any, context: Any) -> dict[str, Any]:
+        ref = SessionRef.of(external_id)
+        state = TaskState.of(context)
+        stored = state.get(_RESULT_KEY)
+        if isinstance(stored, dict) and stored.get("session_id") == ref.session_id:
+            return stored
+        # Committed, but the try that committed died before recording the result: the
+        # block ledger still knows what each block held.
+        blocks = self._plan()
+        ledger = BlockLedger(state, ref.session_id)
+        records = [ledger.finished(b.block_id, b.fingerprint()) for b in blocks]
+        rows = sum(int(r["rows"]) for r in records if r is not None)
+        return self._result(ref, len(blocks), rows)
+
+    def _plan(self) -> list[BlockPlan]:
+        return plan_source_blocks(
+            source=self.source,
+            source_conn_id=self.source_conn_id,
+            source_format=self.source_format,
+            source_parts=self.source_parts,
+            block_bytes=self.block_size,
+            first_block_id=0,
+            allow_empty=self.allow_empty,
+        )
+
+    @staticmethod
+    def _result(ref: SessionRef, blocks: int, rows: int) -> dict[str, Any]:
+        return {
+            "table": ref.table,
+            "partition": ref.partition,
+            "session_id": ref.session_id,
+            "blocks": blocks,
+            "rows": rows,
+        }

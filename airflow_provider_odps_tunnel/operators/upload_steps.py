@@ -1,0 +1,339 @@
+"""The steps of a block upload that survive retries: open or reattach, write, commit.
+
+Used by the mapped chain (one step per task) and by the single-task transfer (all steps in
+one task). The rules:
+
+* **open**: a session id remembered in the task state store is reused while the service
+  still says ``normal``; otherwise a new session is opened and remembered;
+* **write**: each block id is written from a fixed list of source pieces, so a rewrite
+  sends the same rows and replaces the earlier write; a block is skipped when the task state
+  store says it was finished in this session from this plan and the service lists it;
+* **commit**: the server's block list must equal the plan; a session that is already
+  committed with the planned blocks counts as committed (a retry after a commit whose
+  success was not recorded), and a commit whose answer was lost is verified by the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
+from airflow_provider_odps_tunnel.hooks.tunnel import OdpsTunnelHook
+from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
+from airflow_provider_odps_tunnel.operators.planning import BlockPlan, plan_blocks
+from airflow_provider_odps_tunnel.operators.progress import TransferProgress
+from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    SourceCallable,
+    callable_pieces,
+    keep_table_columns,
+    list_source_pieces,
+    read_pieces,
+)
+from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
+
+__all__ = [
+    "SESSION_KEY",
+    "SourceOptions",
+    "open_or_reattach_upload",
+    "write_planned_blocks",
+    "commit_planned_upload",
+    "plan_source_blocks",
+]
+
+#: Task-state key of the upload session a task opened.
+SESSION_KEY = "upload_session"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How writers read their pieces.
+
+    :param source_callable: the callable behind callable pieces.
+    :param ignore_extra_columns: drop source columns the table does not have, instead of
+        failing.
+    :param batch_rows: rows per batch read from files.
+    """
+
+    source_callable: SourceCallable | None = None
+    ignore_extra_columns: bool = False
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+
+def open_or_reattach_upload(
+    hook: OdpsTunnelHook,
+    state: TaskState,
+    log: Any,
+    *,
+    table: str,
+    partition: str | None,
+    overwrite: bool,
+    create_partition: bool,
+    compression: str | None,
+    tags: str | list[str] | None,
+) -> SessionRef:
+    """The upload session of this task: the remembered one if still open, else a new one."""
+    wanted = {
+        "table": hook.qualify(table),
+        "partition": partition or None,
+        "overwrite": overwrite,
+        "compression": compression,
+    }
+    stored = state.get(SESSION_KEY)
+    if isinstance(stored, dict) and all(stored.get(k) == v for k, v in wanted.items()):
+        ref = SessionRef.of(stored)
+        status = hook.session_status(ref)
+        if status == "normal":
+            log.info("Reattaching to upload session %s opened by an earlier try", ref.session_id)
+            return ref
+        log.info(
+            "Upload session %s of an earlier try is %s; opening a new one", ref.session_id, status
+        )
+    ref, _ = hook.create_upload_session(
+        table,
+        partition,
+        overwrite=overwrite,
+        create_partition=create_partition,
+        compression=compression,
+        tags=tags,
+    )
+    state.set(SESSION_KEY, ref.to_dict())
+    return ref
+
+
+def _writable_session(hook: OdpsTunnelHook, ref: SessionRef) -> Any:
+    if ref.kind != "upload":
+        raise AirflowFailException(f"expected an upload session, got a {ref.kind} session")
+    try:
+        upload = hook.upload_session(ref)
+    except tunnel_errors.NoSuchUpload as exc:
+        raise AirflowFailException(
+            f"upload session {ref.session_id} no longer exists ({exc}); clear the task that "
+            "created it to start the upload again"
+        ) from exc
+    status = str(getattr(upload.status, "value", upload.status)).lower()
+    if status != "normal":
+        raise AirflowFailException(
+            f"upload session {ref.session_id} is {status}, so no block can be written to it; "
+            "clear the task that created it to start the upload again"
+        )
+    return upload
+
+
+def write_planned_blocks(
+    hook: OdpsTunnelHook,
+    ref: SessionRef,
+    blocks: Sequence[BlockPlan],
+    state: TaskState,
+    log: Any,
+    *,
+    sources: SourceOptions,
+    threads: int = 1,
+    progress_interval: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Write every block of ``blocks`` that is not already written; one result per block.
+
+    A result is ``{"block_id", "rows", "bytes", "digest", "skipped"}``; ``skipped`` says the
+    block was written by an earlier try and not sent again. Blocks finished before a
+    failure are recorded, so the retry only sends the rest.
+    """
+    upload = _writable_session(hook, ref)
+    ledger = BlockLedger(state, ref.session_id)
+    on_server = set(upload.blocks)
+    known_rows = [b.rows for b in blocks]
+    progress = TransferProgress(
+        log,
+        f"upload to {ref.target}",
+        total_rows=None if None in known_rows else sum(known_rows),
+        total_units=len(blocks),
+        interval=progress_interval,
+    )
+    results: dict[int, dict[str, Any]] = {}
+    todo: list[BlockPlan] = []
+    for block in blocks:
+        record = ledger.finished(block.block_id, block.fingerprint())
+        if record is not None and block.block_id in on_server:
+            results[block.block_id] = _result(record, skipped=True)
+            progress.unit_done(record["rows"], record["bytes"])
+        else:
+            todo.append(block)
+    if results:
+        log.info(
+            "%d of %d blocks were written by an earlier try and are not sent again: %s",
+            len(results),
+            len(blocks),
+            _ids(sorted(results)),
+        )
+    arrow_schema = hook.arrow_schema(upload)
+
+    def write(block: BlockPlan) -> dict[str, Any]:
+        batches = read_pieces(
+            block.pieces,
+            schema=arrow_schema,
+            source_callable=sources.source_callable,
+            batch_rows=sources.batch_rows,
+        )
+        if sources.ignore_extra_columns:
+            batches = keep_table_columns(batches, arrow_schema)
+        written = hook.write_block(
+            upload,
+            block.block_id,
+            batches,
+            compress=bool(ref.compression),
+            on_batch=progress.add,
+        )
+        return {
+            "block_id": block.block_id,
+            "rows": written.rows,
+            "bytes": written.bytes,
+            "digest": written.digest,
+        }
+
+    def finished(block: BlockPlan, written: dict[str, Any]) -> None:
+        record = ledger.record(block.block_id, block.fingerprint(), written)
+        results[block.block_id] = _result(record, skipped=False)
+        progress.unit_done()
+        log.info("Block %d written: %d rows, %d bytes", block.block_id, *_counts(written))
+
+    _run(todo, write, finished, threads)
+    progress.finish()
+    return [results[b.block_id] for b in blocks]
+
+
+def _run(
+    blocks: Sequence[BlockPlan],
+    write: Callable[[BlockPlan], dict[str, Any]],
+    finished: Callable[[BlockPlan, dict[str, Any]], None],
+    threads: int,
+) -> None:
+    """Write blocks on ``threads`` threads; ``finished`` always runs on the calling thread
+    (it writes to the task state store). On a failure, blocks already being written are
+    allowed to finish (and are recorded), then the first error is raised."""
+    if threads <= 1 or len(blocks) <= 1:
+        for block in blocks:
+            finished(block, write(block))
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="odps-block") as pool:
+        pending: dict[Future, BlockPlan] = {pool.submit(write, b): b for b in blocks}
+        error: BaseException | None = None
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                block = pending.pop(future)
+                if future.exception() is None:
+                    finished(block, future.result())
+                elif error is None:
+                    error = future.exception()
+                    for other in pending:
+                        other.cancel()
+            pending = {f: b for f, b in pending.items() if not f.cancelled()}
+        if error is not None:
+            raise error
+
+
+def commit_planned_upload(
+    hook: OdpsTunnelHook,
+    ref: SessionRef,
+    planned_blocks: Sequence[int],
+    log: Any,
+) -> bool:
+    """Commit the session with exactly ``planned_blocks``; True if this call committed it,
+    False if it was already committed (by an earlier try, or a commit whose answer was lost).
+
+    A block list that differs from the plan, or a session that expired, fails the task
+    without retries: no retry of the commit can repair either.
+    """
+    planned = sorted({int(b) for b in planned_blocks})
+    try:
+        upload = hook.upload_session(ref)
+    except tunnel_errors.NoSuchUpload as exc:
+        raise AirflowFailException(
+            f"upload session {ref.session_id} does not exist: {exc}"
+        ) from exc
+    status = str(getattr(upload.status, "value", upload.status)).lower()
+    already = status in ("closed", "committed")
+    if not already and status != "normal":
+        raise AirflowFailException(
+            f"upload session {ref.session_id} is {status}: its blocks cannot be committed; "
+            "clear the task that created the session to upload again"
+        )
+    try:
+        upload.commit(planned)
+    except tunnel_errors.BlockListMismatch as exc:
+        raise AirflowFailException(
+            f"the service holds other blocks than planned for session {ref.session_id}: "
+            f"missing {_ids(exc.missing)}, unexpected {_ids(exc.extra)}"
+        ) from exc
+    except tunnel_errors.SessionStateError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    if already:
+        log.info(
+            "Upload session %s is committed with the %d planned blocks",
+            ref.session_id,
+            len(planned),
+        )
+    else:
+        log.info("Committed upload session %s: %d blocks", ref.session_id, len(planned))
+    return not already
+
+
+def _result(record: dict[str, Any], *, skipped: bool) -> dict[str, Any]:
+    return {
+        "block_id": int(record["block_id"]),
+        "rows": int(record["rows"]),
+        "bytes": int(record["bytes"]),
+        "digest": record["digest"],
+        "skipped": skipped,
+    }
+
+
+def _counts(written: dict[str, Any]) -> tuple[int, int]:
+    return int(written["rows"]), int(written["bytes"])
+
+
+def _ids(ids: Sequence[int]) -> str:
+    """Block ids for a log line: ``0-3, 7`` instead of a long list."""
+    ids = sorted(ids)
+    if not ids:
+        return "none"
+    spans: list[str] = []
+    start = prev = ids[0]
+    for i in ids[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(spans)
+
+
+def plan_source_blocks(
+    *,
+    source: str | Sequence[str] | None,
+    source_conn_id: str | None,
+    source_format: str | None,
+    source_parts: int | None,
+    block_bytes: int,
+    first_block_id: int,
+    allow_empty: bool,
+) -> list[BlockPlan]:
+    """List the source (files, or a callable's parts) and group it into blocks."""
+    if (source is None) == (source_parts is None):
+        raise AirflowFailException(
+            "give either source (files) or source_parts (the parts of a source callable)"
+        )
+    if source is not None:
+        pieces = list_source_pieces(
+            source, conn_id=source_conn_id, source_format=source_format, split_bytes=block_bytes
+        )
+    else:
+        pieces = callable_pieces(int(source_parts))
+    if not pieces and not allow_empty:
+        raise AirflowFailException(f"no source files found in {source!r}")
+    return plan_blocks(pieces, block_bytes=block_bytes, first_block_id=first_block_id)

@@ -1,0 +1,276 @@
+"""Rows into a primary-key table through an upsert session, resumable across retries.
+
+The source is read piece by piece (files in name order, or parts of a callable). After each
+piece is flushed to the service the task state store records how many pieces are done, so
+a retry reattaches to the same session and continues after the last recorded piece. A
+piece interrupted mid-way is sent again, which is harmless: an upsert replaces by primary
+key and a delete of a deleted key changes nothing. The commit is polled up to
+``commit_timeout``; a retry after a commit that went through sees the session committed
+and returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
+from airflow_provider_odps_tunnel.operators.assets import (
+    default_outlets,
+    emit_table_event,
+    report_table_lineage,
+)
+from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
+from airflow_provider_odps_tunnel.operators.ledger import TaskState
+from airflow_provider_odps_tunnel.operators.progress import TransferProgress
+from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    SourceCallable,
+    SourcePiece,
+    callable_pieces,
+    list_source_pieces,
+    read_piece,
+)
+
+__all__ = ["OdpsUpsertOperator", "source_pieces_for"]
+
+_STATE_KEY = "upsert"
+
+
+def source_pieces_for(
+    source: str | Sequence[str] | None,
+    source_conn_id: str | None,
+    source_format: str | None,
+    source_callable: SourceCallable | None,
+    source_parts: int | None,
+) -> list[SourcePiece]:
+    """The pieces of an operator's source: files, or the parts of a callable."""
+    if (source is None) == (source_callable is None):
+        raise AirflowFailException("give either source (files) or source_callable")
+    if source_callable is not None:
+        return callable_pieces(source_parts or 1)
+    pieces = list_source_pieces(source, conn_id=source_conn_id, source_format=source_format)
+    if not pieces:
+        raise AirflowFailException(f"no source files found in {source!r}")
+    return pieces
+
+
+def _fingerprint(pieces: Sequence[SourcePiece]) -> str:
+    text = json.dumps([p.to_dict() for p in pieces], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class OdpsUpsertOperator(OdpsBaseOperator):
+    """Upsert (and optionally delete) rows of a primary-key table from files or a callable.
+
+    Returns ``{"table", "partition", "session_id", "upserted", "deleted"}``.
+
+    :param table: the primary-key (transactional) table (templated).
+    :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
+    :param source: a file, directory or glob pattern, or a list of them, as
+        ``ObjectStoragePath`` URIs (templated).
+    :param source_conn_id: the Airflow connection of the source's filesystem (templated).
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
+        batches or tables or DataFrames.
+    :param source_parts: the number of parts the callable is called for.
+    :param delete_column: a boolean source column; rows where it is true are deleted by
+        primary key instead of upserted (the column is not written).
+    :param commit_timeout: seconds to wait for the commit to complete.
+    :param slot_num: write slots of the session.
+    :param lifecycle: hours (1..24) the session lives without a commit.
+    :param compression: compress bodies (``"zlib"``, ``"zstd"``, ``"lz4"``, ``"snappy"``)
+        (templated).
+    :param batch_rows: rows per batch read from files.
+    :param progress_interval: seconds between progress lines in the log.
+    :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
+    :param project: a project overriding the connection's (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        *OdpsBaseOperator.template_fields,
+        "table",
+        "partition",
+        "source",
+        "source_conn_id",
+        "source_format",
+        "compression",
+    )
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        partition: str | None = None,
+        source: str | list[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
+        source_callable: SourceCallable | None = None,
+        source_parts: int | None = None,
+        delete_column: str | None = None,
+        commit_timeout: float = 120,
+        slot_num: int = 1,
+        lifecycle: int | None = None,
+        compression: str | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
+        super().__init__(**kwargs)
+        self.table = table
+        self.partition = partition
+        self.source = source
+        self.source_conn_id = source_conn_id
+        self.source_format = source_format
+        self.source_callable = source_callable
+        self.source_parts = source_parts
+        self.delete_column = delete_column
+        self.commit_timeout = commit_timeout
+        self.slot_num = slot_num
+        self.lifecycle = lifecycle
+        self.compression = compression
+        self.batch_rows = batch_rows
+        self.progress_interval = progress_interval
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        state = TaskState.of(context)
+        pieces = source_pieces_for(
+            self.source,
+            self.source_conn_id,
+            self.source_format,
+            self.source_callable,
+            self.source_parts,
+        )
+        progress_record, status = self._resume(state, _fingerprint(pieces), len(pieces))
+        ref = SessionRef.of(progress_record["session"])
+        if status in ("committed", "missing"):
+            self.log.info("Upsert session %s was committed by an earlier try", ref.session_id)
+            return self._finish(context, progress_record)
+        session = self.hook.upsert_session(ref, commit_timeout=self.commit_timeout)
+        done = int(progress_record["pieces_done"])
+        if done:
+            self.log.info("Resuming after %d of %d pieces done by earlier tries", done, len(pieces))
+        if status == "normal":
+            self._write(session, ref, pieces, done, progress_record, state)
+        session.commit()
+        progress_record["committed"] = True
+        state.set(_STATE_KEY, progress_record)
+        self.log.info(
+            "Committed upsert session %s: %d rows upserted, %d deleted",
+            ref.session_id,
+            progress_record["upserted"],
+            progress_record["deleted"],
+        )
+        return self._finish(context, progress_record)
+
+    def _resume(self, state: TaskState, fingerprint: str, total: int) -> tuple[dict[str, Any], str]:
+        """The progress record to continue from, and its session's status: the earlier
+        try's if its session is still usable (or committed) and it read the same source,
+        else a new session's."""
+        stored = state.get(_STATE_KEY)
+        if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
+            ref = SessionRef.of(stored["session"])
+            if (ref.table, ref.partition) == (
+                self.hook.qualify(self.table),
+                self.partition or None,
+            ):
+                status = self.hook.session_status(ref)
+                if status in ("normal", "committing"):
+                    self.log.info("Reattaching to upsert session %s (%s)", ref.session_id, status)
+                    return stored, status
+                # "missing": the service forgets committed sessions; trust it only if this
+                # task recorded the commit.
+                committed = stored.get("committed") or (
+                    status == "committed" and stored.get("pieces_done") == total
+                )
+                if status in ("committed", "missing") and committed:
+                    return stored, status
+                self.log.info(
+                    "Upsert session %s of an earlier try is %s; starting over",
+                    ref.session_id,
+                    status,
+                )
+        ref, _ = self.hook.create_upsert_session(
+            self.table,
+            self.partition,
+            slot_num=self.slot_num,
+            commit_timeout=self.commit_timeout,
+            lifecycle=self.lifecycle,
+            compression=self.compression,
+        )
+        record = {
+            "session": ref.to_dict(),
+            "fingerprint": fingerprint,
+            "pieces_done": 0,
+            "upserted": 0,
+            "deleted": 0,
+        }
+        state.set(_STATE_KEY, record)
+        return record, "normal"
+
+    def _write(
+        self,
+        session: Any,
+        ref: SessionRef,
+        pieces: Sequence[SourcePiece],
+        done: int,
+        record: dict[str, Any],
+        state: TaskState,
+    ) -> None:
+        progress = TransferProgress(
+            self.log,
+            f"upsert into {ref.target}",
+            total_units=len(pieces),
+            interval=self.progress_interval,
+        )
+        progress.units = done
+        stream = session.open_upsert_stream(compress=bool(self.compression))
+        arrow_schema = self.hook.arrow_schema(session)
+        for index in range(done, len(pieces)):
+            batches = read_piece(
+                pieces[index],
+                schema=arrow_schema,
+                source_callable=self.source_callable,
+                batch_rows=self.batch_rows,
+            )
+            upserted, deleted = self.hook.upsert_batches(
+                stream, session.schema, batches, delete_column=self.delete_column
+            )
+            stream.flush()
+            record.update(
+                pieces_done=index + 1,
+                upserted=record["upserted"] + upserted,
+                deleted=record["deleted"] + deleted,
+            )
+            state.set(_STATE_KEY, record)
+            progress.unit_done(upserted + deleted, 0)
+        stream.close()
+        progress.finish()
+
+    def _finish(self, context: Any, record: dict[str, Any]) -> dict[str, Any]:
+        ref = SessionRef.of(record["session"])
+        result = {
+            "table": ref.table,
+            "partition": ref.partition,
+            "session_id": ref.session_id,
+            "upserted": record["upserted"],
+            "deleted": record["deleted"],
+        }
+        report_table_lineage(self.hook, ref.table, output=True)
+        emit_table_event(
+            context,
+            self.outlets,
+            ref.table,
+            {
+                "partition": ref.partition,
+                "rows": record["upserted"] + record["deleted"],
+                "session_id": ref.session_id,
+            },
+        )
+        return result

@@ -1,0 +1,1 @@
+"""Triggers (run by the triggerer) behind the deferrable sensors of this provider."""

@@ -1,0 +1,110 @@
+"""Conventions every operator and sensor keeps: templated connection id and target, every
+constructor parameter documented, the provider info naming real modules, no Airflow in the
+layers below the provider."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_odps_tunnel.get_provider_info import get_provider_info
+from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
+from airflow_provider_odps_tunnel.sensors.base import OdpsBaseSensor
+from airflow_provider_odps_tunnel.triggers.tunnel import _PollingTrigger
+
+INFO = get_provider_info()
+MODULES = [
+    m
+    for kind in ("hooks", "operators", "sensors", "triggers")
+    for entry in INFO[kind]
+    for m in entry["python-modules"]
+]
+
+
+def _public_classes(base: type) -> list[type]:
+    found = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, base)
+                and obj.__module__ == name
+                and not obj.__name__.startswith("_")
+            ):
+                found.append(obj)
+    return found
+
+
+OPERATORS = _public_classes(OdpsBaseOperator) + _public_classes(OdpsBaseSensor)
+ALL_TASKS = [
+    *OPERATORS,
+    *[c for c in _public_classes(object) if c.__name__.endswith("Operator") and c not in OPERATORS],
+]
+
+
+def _params(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("airflow_provider_odps_tunnel") and "__init__" in vars(
+            klass
+        ):
+            signature = inspect.signature(vars(klass)["__init__"])
+            names |= {
+                n
+                for n, p in signature.parameters.items()
+                if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            }
+    return names
+
+
+def test_every_provider_module_exists_and_holds_a_class():
+    assert len(MODULES) >= 9
+    assert len(ALL_TASKS) >= 11
+
+
+@pytest.mark.parametrize("cls", ALL_TASKS, ids=lambda c: c.__name__)
+def test_every_parameter_is_documented(cls):
+    documented = set(re.findall(r":param (\w+):", cls.__doc__ or ""))
+    missing = _params(cls) - documented
+    assert not missing, f"{cls.__name__} does not document {sorted(missing)}"
+
+
+@pytest.mark.parametrize("cls", OPERATORS, ids=lambda c: c.__name__)
+def test_connection_and_target_are_templated(cls):
+    fields = set(cls.template_fields)
+    assert {"odps_tunnel_conn_id", "project"} <= fields
+    for target in ("table", "partition", "session", "source", "destination"):
+        if target in _params(cls):
+            assert target in fields, f"{cls.__name__}.{target} is not templated"
+
+
+@pytest.mark.parametrize("cls", _public_classes(_PollingTrigger), ids=lambda c: c.__name__)
+def test_trigger_arguments_are_documented(cls):
+    documented = set(re.findall(r":param (\w+):", cls.__doc__ or ""))
+    assert _params(cls) <= documented
+
+
+@pytest.mark.parametrize("package", ["tunnel", "emulator"])
+def test_client_and_emulator_never_import_the_airflow_layers(package):
+    code = (
+        "import importlib, json, pkgutil, sys\n"
+        f"mod = importlib.import_module('airflow_provider_odps_tunnel.{package}')\n"
+        "for info in pkgutil.walk_packages(mod.__path__, mod.__name__ + '.'):\n"
+        "    if not info.name.endswith('__main__'):\n"
+        "        importlib.import_module(info.name)\n"
+        "layers = ('hooks', 'operators', 'sensors', 'triggers')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[1:2] and "
+        "m.startswith('airflow_provider_odps_tunnel.') and m.split('.')[1] in layers)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
