@@ -4,6 +4,8 @@ This layer imports nothing from Airflow: it is usable on its own and is what the
 operators and the embedded emulator build on.
 """
 
+from .arrow_reader import TunnelArrowReader
+from .arrow_writer import ArrowWriter, BufferedArrowWriter
 from .compression import CompressOption
 from .download_session import BufferedRecordReader, TableDownloadSession
 from .entry import ODPS
@@ -53,6 +55,9 @@ __all__ = [
     "Upsert",
     "CompressOption",
     "TunnelRecordReader",
+    "TunnelArrowReader",
+    "ArrowWriter",
+    "BufferedArrowWriter",
     "BufferedRecordReader",
     "RecordWriter",
     "BufferedRecordWriter",

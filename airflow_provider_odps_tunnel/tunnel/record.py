@@ -30,17 +30,31 @@ class Record:
         if columns is None:
             if schema is None:
                 raise ValueError("a Record needs columns or a schema")
-            columns = schema.columns
+            columns = schema.columns  # shared with the schema, never mutated here
             index = schema._index
             n_data = len(schema.simple_columns)
         else:
+            columns = list(columns)
             index = {c.name.lower(): i for i, c in enumerate(columns)}
             n_data = len(columns)
-        object.__setattr__(self, "_n_data", n_data)
-        object.__setattr__(self, "_columns", list(columns))
-        object.__setattr__(self, "_index", index)
-        object.__setattr__(self, "_values", [None] * len(self._columns))
-        if values is not None:
+        set_attr = object.__setattr__
+        set_attr(self, "_n_data", n_data)
+        set_attr(self, "_columns", columns)
+        set_attr(self, "_index", index)
+        if values is None or len(values) != len(columns):
+            set_attr(self, "_values", [None] * len(columns))
+            if values is not None:
+                self._set_values(values)
+            return
+        try:
+            # One pass of the columns' validators; the slow path below names the culprit.
+            set_attr(
+                self,
+                "_values",
+                [c.type.validate(v) for c, v in zip(columns, values, strict=True)],
+            )
+        except (TypeError, ValueError):
+            set_attr(self, "_values", [None] * len(columns))
             self._set_values(values)
 
     @classmethod

@@ -98,6 +98,8 @@ class IntegerType(_Primitive):
         self.max_value = (1 << (bits - 1)) - 1
 
     def validate(self, value: Any) -> int | None:
+        if type(value) is int and self.min_value <= value <= self.max_value:
+            return value
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
@@ -118,8 +120,8 @@ class _FloatType(_Primitive):
         self.single = single
 
     def validate(self, value: Any) -> float | None:
-        if value is None:
-            return None
+        if type(value) is float or value is None:
+            return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             if hasattr(value, "__float__") and not isinstance(value, str | bytes):
                 return float(value)
@@ -133,6 +135,8 @@ class _StringType(_Primitive):
     max_length: int | None = None
 
     def validate(self, value: Any) -> str | bytes | None:
+        if type(value) is str and self.max_length is None:
+            return value
         if value is None:
             return None
         if isinstance(value, str):
@@ -169,8 +173,8 @@ class _BinaryType(_Primitive):
 
 class _BooleanType(_Primitive):
     def validate(self, value: Any) -> bool | None:
-        if value is None:
-            return None
+        if value is None or value is True or value is False:
+            return value
         if isinstance(value, bool):
             return value
         if type(value).__name__ == "bool_":  # numpy.bool_
@@ -182,8 +186,8 @@ class _DatetimeType(_Primitive):
     """DATETIME: a millisecond instant; naive values are read in the configured zone."""
 
     def validate(self, value: Any) -> _dt.datetime | None:
-        if value is None:
-            return None
+        if type(value) is _dt.datetime or value is None:
+            return value
         if isinstance(value, _dt.datetime):
             if hasattr(value, "to_pydatetime"):  # pandas.Timestamp
                 return value.to_pydatetime()
@@ -303,6 +307,12 @@ class Decimal(DataType):
             self.name = f"decimal({precision},{scale})"
 
     def validate(self, value: Any) -> _decimal.Decimal | None:
+        if (
+            type(value) is _decimal.Decimal
+            and value.is_finite()
+            and (value.adjusted() < self.precision - self.scale or value.is_zero())
+        ):
+            return value
         if value is None:
             return None
         if isinstance(value, _decimal.Decimal):
