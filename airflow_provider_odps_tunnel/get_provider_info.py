@@ -51,6 +51,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_odps_tunnel.operators.export",
                     "airflow_provider_odps_tunnel.operators.upsert",
                     "airflow_provider_odps_tunnel.operators.stream",
+                    "airflow_provider_odps_tunnel.operators.sql",
                 ],
             }
         ],

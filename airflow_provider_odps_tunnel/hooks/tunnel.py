@@ -25,6 +25,7 @@ from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
 from airflow_provider_odps_tunnel.tunnel import (
     ODPS,
     CompressOption,
+    Instance,
     InstanceTunnel,
     TableTunnel,
 )
@@ -174,6 +175,17 @@ class OdpsTunnelHook(BaseHook):
         except Exception as exc:  # test_connection reports; it must not raise
             return False, f"{type(exc).__name__}: {exc}"
         return True, f"Connected to project {s.project!r}"
+
+    # -- SQL instances -----------------------------------------------------------------------
+
+    def run_sql(self, sql: str, hints: dict[str, Any] | None = None) -> Instance:
+        """Submit ``sql`` on the service endpoint (the cached entry's ``run_sql``); returns
+        the instance at once. Wait with ``instance.wait_for_success()``."""
+        return self.odps.run_sql(sql, hints)
+
+    def get_instance(self, instance_id: str) -> Instance:
+        """The SQL instance ``instance_id`` of the default project, to poll or read."""
+        return Instance(self.odps, instance_id)
 
     # -- upload sessions ---------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .record import Record
 from .record_reader import TunnelRecordReader
 from .record_writer import BufferedRecordWriter, RecordWriter
 from .schema import Column, TableSchema
+from .sql import Instance, SQLTaskError
 from .stream_session import TableStreamUploadSession
 from .table_tunnel import TableTunnel
 from .types import parse_type
@@ -50,6 +51,8 @@ __all__ = [
     "TableStreamUploadSession",
     "TableUpsertSession",
     "InstanceDownloadSession",
+    "Instance",
+    "SQLTaskError",
     "VolumeUploadSession",
     "VolumeDownloadSession",
     "Upsert",

@@ -8,11 +8,14 @@ duck-typed (``account``, ``project``, ``endpoint``, ``tunnel_endpoint``, ``quota
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .endpoint import discover_tunnel_endpoint
 from .options import options
 from .rest import Credentials, RestClient
+
+if TYPE_CHECKING:
+    from .sql import Instance
 
 __all__ = ["ODPS", "as_entry"]
 
@@ -98,6 +101,21 @@ class ODPS:
         if endpoint is None:
             endpoint = discover_tunnel_endpoint(self.rest, self.project, quota_name)
         return self.client(endpoint)
+
+    def run_sql(self, sql: str, hints: dict[str, Any] | None = None) -> Instance:
+        """Submit ``sql`` as a SQL instance on the service endpoint; returns at once."""
+        from .sql import run_sql
+
+        return run_sql(self, sql, hints)
+
+    def execute_sql(
+        self, sql: str, hints: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> Instance:
+        """Submit ``sql`` and wait until it succeeded; raises ``SQLTaskError`` (with the
+        instance id and the service's error text) if it failed."""
+        from .sql import execute_sql
+
+        return execute_sql(self, sql, hints, timeout)
 
     def close(self) -> None:
         """Close every pooled connection of this entry object."""

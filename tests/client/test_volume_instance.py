@@ -1,6 +1,6 @@
 """Volume files (emulator; FS volumes on a scripted server) and instance results.
 
-The emulator cannot run SQL yet, so instance results are served by a scripted local
+The scripted server covers the paths the emulator does not serve, so instance results are served by a scripted local
 server speaking the instance tunnel's wire format; against the emulator only the error
 path is checked.
 """

@@ -1,0 +1,170 @@
+"""SQL instances through our client (``ODPS.run_sql`` / ``execute_sql``) on the emulator,
+and their results read through our instance tunnel."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import pickle
+from xml.etree import ElementTree
+
+import pytest
+
+from airflow_provider_odps_tunnel.tunnel import (
+    Instance,
+    SQLTaskError,
+    TableTunnel,
+    TunnelError,
+    errors,
+)
+from airflow_provider_odps_tunnel.tunnel.sql import build_sql_job
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def table_name(emulator, request):
+    """A fresh table name, dropped after the test (the test creates it by SQL)."""
+    names: list[str] = []
+
+    def make() -> str:
+        base = "".join(c if c.isalnum() else "_" for c in request.node.name)[:60]
+        names.append(f"sql_{base}_{next(_names)}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        emulator.catalog.drop_table(emulator.project, name, if_exists=True)
+
+
+def _rows(instance: Instance) -> list[list]:
+    with instance.open_reader() as reader:
+        return [list(r.values) for r in reader]
+
+
+def test_job_body_carries_the_query_and_hints():
+    body = build_sql_job("select 1 ]]> x", {"odps.sql.type.system.odps2": True}).decode()
+    assert body.startswith('<?xml version="1.0" encoding="utf-8"?><Instance><Job>')
+    assert "<SQL><Name>AnonymousSQLTask</Name>" in body
+    assert "<![CDATA[select 1 ]]]]><![CDATA[> x;]]>" in body
+    root = ElementTree.fromstring(body)
+    props = {p.findtext("Name"): p.findtext("Value") for p in root.iter("Property")}
+    assert json.loads(props["settings"]) == {"odps.sql.type.system.odps2": "true"}
+    assert props["uuid"]
+    with pytest.raises(ValueError):
+        build_sql_job("  ")
+
+
+def test_ddl_insert_values_and_select(odps, table_name):
+    name = table_name()
+    ddl = odps.execute_sql(f"CREATE TABLE {name} (id BIGINT, label STRING)")
+    assert isinstance(ddl, Instance) and ddl.id
+    assert ddl.is_terminated() and ddl.is_successful()
+    assert ddl.status == "Terminated"
+    odps.execute_sql(f"INSERT INTO {name} VALUES (1, 'one'), (2, 'two'), (3, NULL)")
+    select = odps.execute_sql(f"SELECT id, label FROM {name} ORDER BY id")
+    assert _rows(select) == [[1, "one"], [2, "two"], [3, None]]
+    assert select.get_task_statuses() == {"AnonymousSQLTask": "Success"}
+
+    counted = odps.execute_sql(f"SELECT count(*) AS n FROM {name} WHERE id > 1")
+    assert _rows(counted) == [[2]]
+    # The written rows are a commit like a tunnel commit: the table tunnel sees them.
+    download = TableTunnel(odps).create_download_session(name)
+    assert download.count == 3
+
+
+def test_large_select_through_the_instance_tunnel_records_and_arrow(odps, tunnel, table_name):
+    name = table_name()
+    odps.execute_sql(f"CREATE TABLE {name} (id BIGINT, label STRING)")
+    total = 12_345
+    upload = tunnel.create_upload_session(name)
+    with upload.open_record_writer(0) as writer:
+        for i in range(total):
+            writer.write(upload.new_record([i, f"row-{i}"]))
+    upload.commit([0])
+
+    instance = odps.execute_sql(f"SELECT id, label FROM {name} WHERE id % 2 = 0")
+    expected = total // 2 + 1
+    with instance.open_reader() as reader:
+        assert reader.session.count == expected
+        ids = [r[0] for r in reader]
+    assert len(ids) == expected and sorted(ids) == list(range(0, total, 2))
+
+    with instance.open_reader(arrow=True) as reader:
+        table = reader.read()
+    assert table.num_rows == expected
+    assert table.column_names == ["id", "label"]
+    assert sorted(table.column("id").to_pylist()) == list(range(0, total, 2))
+
+    # A row range and a column subset of the same result.
+    with instance.open_reader(start=100, count=50, columns=["label"]) as reader:
+        part = [r[0] for r in reader]
+    assert len(part) == 50 and all(v.startswith("row-") for v in part)
+
+
+def test_instance_download_session_honours_limit(odps, tunnel, table_name):
+    name = table_name()
+    odps.execute_sql(f"CREATE TABLE {name} (id BIGINT)")
+    upload = tunnel.create_upload_session(name)
+    with upload.open_record_writer(0) as writer:
+        for i in range(10_500):
+            writer.write(upload.new_record([i]))
+    upload.commit([0])
+    instance = odps.execute_sql(f"SELECT id FROM {name}")
+
+    assert instance.open_download_session().count == 10_500
+    limited = instance.open_download_session(limit=True)
+    assert limited.count == 10_000
+    with instance.open_reader(limit=True, arrow=True) as reader:
+        assert reader.read().num_rows == 10_000
+
+
+def test_failing_sql_raises_with_the_message_and_instance_id(odps):
+    with pytest.raises(SQLTaskError) as info:
+        odps.execute_sql("SELECT * FROM no_such_table_anywhere")
+    err = info.value
+    assert isinstance(err, TunnelError) and isinstance(err, errors.TaskFailed)
+    assert err.instance_id and err.instance_id in str(err)
+    assert "ODPS-0130131" in err.message and "no_such_table_anywhere" in err.message.lower()
+    assert err.task_name == "AnonymousSQLTask"
+    again = pickle.loads(pickle.dumps(err))
+    assert again.instance_id == err.instance_id and again.message == err.message
+
+    # The instance is there and terminated, not successful.
+    failed = Instance(odps, err.instance_id)
+    assert failed.is_terminated() and not failed.is_successful()
+
+    with pytest.raises(SQLTaskError, match="ODPS-0130161"):
+        odps.execute_sql("THIS IS NOT SQL")
+
+
+def test_run_sql_then_wait_for_success(odps, table_name, emulator):
+    name = table_name()
+    odps.execute_sql(f"CREATE TABLE {name} (v STRING)")
+    instance = odps.run_sql(f"INSERT INTO {name} VALUES ('a'), ('b')", hints={"x.y": "1"})
+    assert isinstance(instance, Instance)
+    assert instance.wait_for_success(timeout=60) is instance
+    assert instance.is_successful()
+    # Reattached by id, the instance answers the same.
+    again = Instance(odps, instance.id)
+    assert again.is_successful()
+    assert _rows(odps.execute_sql(f"SELECT v FROM {name} ORDER BY v")) == [["a"], ["b"]]
+
+
+def test_unknown_instance_is_no_such_object(odps):
+    with pytest.raises(errors.NoSuchObject):
+        Instance(odps, "20240101000000abcdef0123456").reload()
+
+
+def test_wait_is_bounded_by_its_timeout(odps, monkeypatch):
+    instance = Instance(odps, "20240101000000abcdef0123456")
+    monkeypatch.setattr(Instance, "is_terminated", lambda self: False)
+    sleeps: list[float] = []
+    clock = itertools.count()
+    monkeypatch.setattr("airflow_provider_odps_tunnel.tunnel.sql.time.sleep", sleeps.append)
+    monkeypatch.setattr(
+        "airflow_provider_odps_tunnel.tunnel.sql.time.monotonic", lambda: float(next(clock))
+    )
+    with pytest.raises(errors.TunnelTimeoutError, match="still running"):
+        instance.wait_for_success(timeout=10, interval=0.5, max_interval=4)
+    assert sleeps[:5] == [0.5, 1.0, 2.0, 4.0, 4.0]
