@@ -1,8 +1,8 @@
 """Volume files (emulator; FS volumes on a scripted server) and instance results.
 
-The scripted server covers the paths the emulator does not serve, so instance results are served by a scripted local
-server speaking the instance tunnel's wire format; against the emulator only the error
-path is checked.
+Instance results here come from a scripted local server speaking the instance tunnel's wire
+format, which lets the tests shape replies the emulator never sends (NoPermission, retries);
+results of real SQL through the emulator are in test_sql_instances.py.
 """
 
 from __future__ import annotations
