@@ -306,26 +306,8 @@ class TableUploadSession(TableSession):
         never hands out an id this session object wrote explicitly or saw on the server).
         Commit :meth:`~.BufferedRecordWriter.get_blocks_written` (or all writers' lists).
         """
-        option = self._compress(compress)
-        encoding = option.algorithm.get_encoding() if option else None
-        if block_id is not None:
-            self.block_id_gen.skip_past(block_id)
-            return RecordWriter(
-                self.schema,
-                lambda chunks: self._put_streamed(block_id, chunks, False, encoding),
-                compress_option=option,
-            )
-        first, gen = self._writer_ids(initial_block_id, block_id_gen)
-        return PipelinedRecordWriter(
-            self.schema,
-            _BlockSender(
-                lambda bid, body: self._put_block(bid, body, False, encoding, on_exception),
-                self._send_slots,
-            ),
-            compress_option=option,
-            buffer_size=buffer_size,
-            block_id=first,
-            block_id_gen=gen,
+        return self._open_writer(
+            False, block_id, compress, buffer_size, on_exception, initial_block_id, block_id_gen
         )
 
     def open_arrow_writer(
@@ -339,20 +321,39 @@ class TableUploadSession(TableSession):
     ) -> Any:
         """An Arrow writer (RecordBatch, Table or DataFrame): streaming into ``block_id``,
         or buffered with the same block-id rules as :meth:`open_record_writer`."""
-        option = arrow_compress_option(self._compress(compress))
+        return self._open_writer(
+            True, block_id, compress, buffer_size, on_exception, initial_block_id, block_id_gen
+        )
+
+    def _open_writer(
+        self,
+        arrow: bool,
+        block_id: int | None,
+        compress: bool,
+        buffer_size: int | None,
+        on_exception: OnException,
+        initial_block_id: int | None,
+        block_id_gen: Callable[[], int] | None,
+    ) -> Any:
+        """The record or Arrow writer behind the two ``open_*_writer`` methods."""
+        option = self._compress(compress)
+        if arrow:
+            option = arrow_compress_option(option)
         encoding = option.algorithm.get_encoding() if option else None
         if block_id is not None:
             self.block_id_gen.skip_past(block_id)
-            return ArrowWriter(
+            streaming = ArrowWriter if arrow else RecordWriter
+            return streaming(
                 self.schema,
-                lambda chunks: self._put_streamed(block_id, chunks, True, encoding),
+                lambda chunks: self._put_streamed(block_id, chunks, arrow, encoding),
                 compress_option=option,
             )
         first, gen = self._writer_ids(initial_block_id, block_id_gen)
-        return PipelinedArrowWriter(
+        pipelined = PipelinedArrowWriter if arrow else PipelinedRecordWriter
+        return pipelined(
             self.schema,
             _BlockSender(
-                lambda bid, body: self._put_block(bid, body, True, encoding, on_exception),
+                lambda bid, body: self._put_block(bid, body, arrow, encoding, on_exception),
                 self._send_slots,
             ),
             compress_option=option,
