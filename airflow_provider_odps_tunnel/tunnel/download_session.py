@@ -44,6 +44,10 @@ class TableDownloadSession(TableSession):
     ready, for at most ``timeout`` seconds.
     """
 
+    _kind = "download"
+    # Statuses in which the session can serve no more reads.
+    _unusable_states: tuple[SessionStatus, ...] = (SessionStatus.Expired,)
+
     def __init__(
         self,
         client: RestClient,
@@ -98,8 +102,10 @@ class TableDownloadSession(TableSession):
             self.schema = TableSchema.from_json(data["Schema"])
         self._quota_name = data.get("QuotaName") or self._quota_name
         self.support_read_by_raw_size = bool(data.get("SupportReadByRawSize", False))
-        if self.status == SessionStatus.Expired:
-            raise SessionStateError("the download session is expired", **self._context())
+        if self.status in self._unusable_states:
+            raise SessionStateError(
+                f"the {self._kind} session is {self.status.value.lower()}", **self._context()
+            )
 
     # -- bodies ------------------------------------------------------------------------------
 

@@ -15,10 +15,9 @@ from typing import Any
 from .base import BaseTunnel, build_compress_option
 from .compression import CompressOption
 from .download_session import OnException, TableDownloadSession
-from .errors import NoPermission, SessionStateError
+from .errors import NoPermission
 from .resources import TableRef, instance_resource
 from .rest import RestClient
-from .schema import TableSchema
 from .table_session import TUNNEL_VERSION, SessionStatus, TableSession
 
 __all__ = ["InstanceTunnel", "InstanceDownloadSession"]
@@ -29,6 +28,9 @@ log = logging.getLogger(__name__)
 class InstanceDownloadSession(TableDownloadSession):
     """A download session of an instance's result (create with
     :meth:`InstanceTunnel.create_download_session`); ``id`` reattaches to it."""
+
+    _kind = "instance download"
+    _unusable_states = (SessionStatus.Expired, SessionStatus.Failed)
 
     def __init__(
         self,
@@ -95,20 +97,6 @@ class InstanceDownloadSession(TableDownloadSession):
             self._limit_enabled = True
             return self._create(async_mode, timeout)
         self._load(resp.json())
-
-    def _load(self, data: dict[str, Any]) -> None:
-        self.id = data.get("DownloadID", self.id)
-        self.status = SessionStatus.parse(data.get("Status"))
-        self.count = int(data.get("RecordCount") or 0)
-        if data.get("Schema") is not None:
-            self.schema = TableSchema.from_json(data["Schema"])
-        self._quota_name = data.get("QuotaName") or self._quota_name
-        self.support_read_by_raw_size = bool(data.get("SupportReadByRawSize", False))
-        if self.status in (SessionStatus.Expired, SessionStatus.Failed):
-            raise SessionStateError(
-                f"the instance download session is {self.status.value.lower()}",
-                **self._context(),
-            )
 
     def open_record_reader(
         self,
