@@ -167,7 +167,8 @@ class Catalog:
 
     # ------------------------------------------------------------------ tables
     def _table_dir(self, project: str, table: str) -> Path:
-        return self._require_project(project) / "tables" / table.lower()
+        # Every lookup checks the name: it becomes a path on disk.
+        return self._require_project(project) / "tables" / _check_name("table", table).lower()
 
     def create_table(
         self,

@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 __all__ = ["RequestLog", "public_params"]
 
@@ -33,19 +33,21 @@ class RequestLog:
         self.path = path
         self._stderr = stderr
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         if path is not None:
-            self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            # Unbuffered: each line goes out in one write, so a reader never sees half a line.
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115
 
     @property
     def enabled(self) -> bool:
         return self._file is not None or self._stderr
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False, default=str)
+        # ASCII-only: a hostile path or parameter cannot put a line separator in a line.
+        line = json.dumps(entry, default=str)
         with self._lock:
             if self._file is not None:
-                self._file.write(line + "\n")
+                self._file.write((line + "\n").encode("utf-8"))
             if self._stderr:
                 print(line, file=sys.stderr, flush=True)
 

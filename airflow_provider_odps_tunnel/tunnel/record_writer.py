@@ -14,7 +14,7 @@ from typing import Any
 from . import types as _types
 from .body import StreamingBody
 from .compression import CompressOption, make_compressor
-from .errors import TunnelError
+from .errors import RecordValidationError, TunnelError
 from .options import options
 from .progress import Progress
 from .record import Record
@@ -49,9 +49,38 @@ class _RowSink:
             encoder.encode(data.values, self._buffer)
             return 1
         if isinstance(data, list | tuple):
+            if len(data) != len(self._schema.simple_columns):
+                self._check_partition_values(data)
             encoder.encode(data, self._buffer)
             return 1
         return self._encode_table(data)
+
+    def _check_partition_values(self, row: list | tuple) -> None:
+        """A row longer than the data columns must be exactly a full row, partition values
+        included (as ``Record.values`` is), and those values must fit their columns: extra
+        values are never dropped silently."""
+        schema = self._schema
+        n_data = len(schema.simple_columns)
+        if len(row) < n_data:
+            return  # the encoder names what is missing
+        if len(row) != len(schema.columns):
+            raise RecordValidationError(
+                f"row has {len(row)} values but the table has {n_data} data columns"
+                + (f" and {len(schema.partitions)} partition columns" if schema.partitions else ""),
+                value=list(row),
+                row=self._encoder.count,
+            )
+        for col, value in zip(schema.partitions, row[n_data:], strict=True):
+            try:
+                col.type.validate(value)
+            except (TypeError, ValueError) as exc:
+                raise RecordValidationError(
+                    f"partition column {col.name!r} ({col.type}): {exc}; value {value!r}",
+                    column=col.name,
+                    column_type=col.type.name,
+                    value=value,
+                    row=self._encoder.count,
+                ) from None
 
     def _encode_table(self, data: Any) -> int:
         from .arrow_types import conform_table, odps_schema_to_arrow_schema

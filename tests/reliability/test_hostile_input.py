@@ -1,0 +1,208 @@
+"""Hostile input to the emulator: malformed bodies and parameters, fuzzed with Hypothesis.
+
+Every answer is a 4xx with the service's JSON error body (Code, Message, RequestId), never a
+5xx, never a hang (each request has a timeout), and the table is unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from urllib.parse import quote
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder, serialize_batch
+from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.schema import Column
+
+from .conftest import show, table_fingerprint
+from .helpers import assert_odps_error, signed
+
+MAX_EXAMPLES = 40
+FUZZ = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CASES: Counter = Counter()  # examples run per test, printed at the end
+
+COLUMNS = [Column("a", "bigint"), Column("s", "string")]
+GOOD_ROWS = [[i, f"value-{i}"] for i in range(50)]
+GOOD_RECORDS = encode_rows(COLUMNS, GOOD_ROWS)
+
+
+def _arrow_body() -> bytes:
+    batch = pa.record_batch(
+        [pa.array([r[0] for r in GOOD_ROWS], pa.int64()), pa.array([r[1] for r in GOOD_ROWS])],
+        names=["a", "s"],
+    )
+    encoder = ArrowFrameEncoder(chunk_size=256)
+    pieces = encoder.feed(serialize_batch(batch))
+    return b"".join(bytes(p) for p in pieces) + encoder.finish()
+
+
+GOOD_ARROW = _arrow_body()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_cases(request):
+    yield
+    line = f"hostile input: {sum(CASES.values())} fuzz cases run: {dict(CASES)}"
+    show(request, [line])
+
+
+@pytest.fixture
+def target(emulator, emulator_table, tunnel):
+    """A table holding 3 committed rows, its path, an open upload session and a download."""
+    table = emulator_table("a bigint, s string", partitions="pt string")
+    session = tunnel.create_upload_session(table, partition_spec="pt=x", create_partition=True)
+    with session.open_record_writer(0) as writer:
+        for i in range(3):
+            writer.write([i, "seed"])
+    session.commit([0])
+    upload = tunnel.create_upload_session(table, partition_spec="pt=x")
+    download = tunnel.create_download_session(table, partition_spec="pt=x")
+    path = f"/projects/{emulator.project}/tables/{table}"
+    return table, path, upload.id, download.id, table_fingerprint(emulator, table)
+
+
+def _mutations(good: bytes):
+    truncated = st.integers(0, len(good) - 1).map(lambda n: good[:n])
+    flipped = st.lists(
+        st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)), min_size=1, max_size=4
+    ).map(lambda flips: _flip(good, flips))
+    huge = st.integers(0, len(good)).map(
+        lambda at: good[:at] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f" + good[at:]
+    )
+    junk = st.binary(max_size=512)
+    return st.one_of(truncated, flipped, huge, junk)
+
+
+def _flip(good: bytes, flips) -> bytes:
+    data = bytearray(good)
+    for at, mask in flips:
+        data[at] ^= mask
+    return bytes(data)
+
+
+@FUZZ
+@given(body=_mutations(GOOD_RECORDS))
+def test_malformed_record_blocks(emulator, target, body):
+    CASES["record bodies"] += 1
+    table, path, upload_id, _, before = target
+    params = {"uploadid": upload_id, "blockid": "0", "partition": "pt=x"}
+    resp = signed(emulator, "PUT", path, params, body=body)
+    if resp.status_code != 200:  # a flipped byte may land where any value is valid
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+@FUZZ
+@given(body=_mutations(GOOD_ARROW))
+def test_malformed_arrow_blocks(emulator, target, body):
+    CASES["arrow bodies"] += 1
+    table, path, upload_id, _, before = target
+    params = {"uploadid": upload_id, "blockid": "0", "partition": "pt=x", "arrow": ""}
+    resp = signed(emulator, "PUT", path, params, body=body)
+    if resp.status_code != 200:
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+def test_invalid_utf8_in_a_string_is_refused(emulator, target):
+    table, path, upload_id, _, before = target
+    # Encoded as BINARY (same wire form, valid CRC), sent to the STRING column.
+    body = encode_rows([Column("a", "bigint"), Column("s", "binary")], [[1, b"valu\xff\xfe1"]])
+    resp = signed(emulator, "PUT", path, {"uploadid": upload_id, "blockid": "0"}, body=body)
+    error = assert_odps_error(resp, 400)
+    assert error["Code"] == "MalformedDataStream" and "utf-8" in error["Message"].lower()
+    assert table_fingerprint(emulator, table) == before
+
+
+@FUZZ
+@given(
+    rowrange=st.one_of(
+        st.text(max_size=40),
+        st.tuples(st.integers(-(2**70), 2**70), st.integers(-(2**70), 2**70)).map(
+            lambda t: f"({t[0]},{t[1]})"
+        ),
+    )
+)
+def test_bad_row_ranges(emulator, target, rowrange):
+    CASES["row ranges"] += 1
+    table, path, _, download_id, before = target
+    params = {"downloadid": download_id, "data": "", "rowrange": rowrange, "partition": "pt=x"}
+    resp = signed(emulator, "GET", path, params)
+    if resp.status_code != 200:  # e.g. "(0,1)" is a valid range
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+@FUZZ
+@given(block=st.one_of(st.text(max_size=30), st.integers(-(2**70), 2**70).map(str)))
+def test_bad_block_ids(emulator, target, block):
+    CASES["block ids"] += 1
+    table, path, upload_id, _, before = target
+    params = {"uploadid": upload_id, "blockid": block, "partition": "pt=x"}
+    resp = signed(emulator, "PUT", path, params, body=GOOD_RECORDS)
+    if resp.status_code != 200:  # 0..19999 are valid
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+HOSTILE_NAMES = ["..", "../etc", "..%2F..%2Fetc", "a/b", "a\x00b", "x" * 129, "%00", "\\..\\x"]
+
+
+@FUZZ
+@given(name=st.one_of(st.sampled_from(HOSTILE_NAMES), st.text(min_size=1, max_size=60)))
+def test_hostile_table_names(emulator, target, name):
+    CASES["table names"] += 1
+    table, _, _, _, before = target
+    path = f"/projects/{emulator.project}/tables/{quote(name, safe='')}"
+    for kind in ("uploads", "downloads"):
+        resp = signed(emulator, "POST", path, {kind: ""})
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+@FUZZ
+@given(
+    spec=st.one_of(
+        st.sampled_from(["pt=../x", "pt=a/b", "pt=a\x00b", "pt=" + "x" * 300, "pt", "=x", "q=1"]),
+        st.text(max_size=60).map(lambda v: f"pt={v}"),
+    )
+)
+def test_hostile_partition_specs(emulator, target, spec):
+    CASES["partition specs"] += 1
+    table, path, _, _, before = target
+    resp = signed(
+        emulator, "POST", path, {"uploads": "", "partition": spec, "create_partition": ""}
+    )
+    if resp.status_code == 200:  # an ordinary value: the session is only created
+        assert "/" not in spec and "\x00" not in spec and ".." not in spec
+    else:
+        assert_odps_error(resp)
+    assert table_fingerprint(emulator, table) == before
+
+
+def test_oversized_field_is_rejected_with_the_limit(emulator, target):
+    table, path, upload_id, _, before = target
+    limit = 8 * 1024 * 1024
+    body = encode_rows(COLUMNS, [[1, "x" * (limit + 1)]])
+    resp = signed(emulator, "PUT", path, {"uploadid": upload_id, "blockid": "1"}, body=body)
+    error = assert_odps_error(resp, 400)
+    assert str(limit) in error["Message"]
+    assert table_fingerprint(emulator, table) == before
+
+
+def test_overlong_table_name_is_a_4xx(emulator, target):
+    table, _, _, _, before = target
+    path = f"/projects/{emulator.project}/tables/{'x' * 300}"
+    try:
+        assert_odps_error(signed(emulator, "POST", path, {"uploads": ""}))
+    finally:
+        assert table_fingerprint(emulator, table) == before
