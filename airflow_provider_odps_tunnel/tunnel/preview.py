@@ -50,7 +50,13 @@ class PreviewArrowReader:
         if data:
             reader = pa.ipc.open_stream(pa.py_buffer(data))
             self._schema = reader.schema
-            self._batches = [_compat(b) if make_compat else b for b in reader]
+            self._batches = list(reader)
+            for batch in self._batches:
+                # The body has no checksum: at least refuse one that is not valid Arrow
+                # (offsets, UTF-8), which a damaged body usually is not.
+                batch.validate(full=True)
+            if make_compat:
+                self._batches = [_compat(b) for b in self._batches]
             if self._batches:
                 self._schema = self._batches[0].schema
         self._columns = columns

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pyarrow as pa
+import requests
+import urllib3
 
 from .base import BaseTunnel, build_compress_option, normalize_tags
 from .compression import CompressOption
 from .download_session import TableDownloadSession, open_body
+from .errors import DataStreamError
+from .options import options
 from .partition import PartitionSpec
 from .preview import PreviewArrowReader, PreviewRecordReader
 from .resources import TableRef
@@ -15,6 +22,8 @@ from .stream_session import TableStreamUploadSession
 from .table_session import TUNNEL_VERSION
 from .upload_session import TableUploadSession
 from .upsert import TableUpsertSession
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TableTunnel"]
 
@@ -210,19 +219,55 @@ class TableTunnel(BaseTunnel):
             "partition": spec.to_param() if spec else None,
             "quotaName": self._quota_name,
         }
-        resp = self.tunnel_rest.request(
-            "GET",
-            ref.preview_resource(),
-            params=params,
-            headers=headers,
-            stream=True,
-            context={"table": str(ref), "partition": spec.to_param() if spec else None},
-        )
-        # ZSTD / LZ4_FRAME (upper case) are Arrow IPC buffer codecs that pyarrow reads
-        # itself; lower-case tokens are HTTP body compression.
-        encoding = resp.headers.get("Content-Encoding")
-        body = ResponseStream(resp) if encoding in _IPC_CODECS else open_body(resp)
-        reader = PreviewArrowReader(body, columns=columns, make_compat=make_compat)
+        context = {"table": str(ref), "partition": spec.to_param() if spec else None}
+        reader = self._read_preview(ref, params, headers, columns, make_compat, context)
         if not arrow:
             return PreviewRecordReader(reader)
         return reader.read() if read_all else reader
+
+    def _read_preview(
+        self,
+        ref: TableRef,
+        params: dict[str, Any],
+        headers: dict[str, Any],
+        columns: list[str] | None,
+        make_compat: bool,
+        context: dict[str, Any],
+    ) -> PreviewArrowReader:
+        """GET and parse the preview, again from the start when the body breaks.
+
+        A preview is one small body read whole, so a broken or unparsable body is simply
+        requested again (``options.retry_times`` times). Preview bodies carry no checksum:
+        corruption is caught only when it breaks the Arrow stream.
+        """
+        attempt = 0
+        while True:
+            resp = self.tunnel_rest.request(
+                "GET",
+                ref.preview_resource(),
+                params=params,
+                headers=headers,
+                stream=True,
+                context=context,
+            )
+            # ZSTD / LZ4_FRAME (upper case) are Arrow IPC buffer codecs that pyarrow reads
+            # itself; lower-case tokens are HTTP body compression.
+            encoding = resp.headers.get("Content-Encoding")
+            body = ResponseStream(resp) if encoding in _IPC_CODECS else open_body(resp)
+            try:
+                return PreviewArrowReader(body, columns=columns, make_compat=make_compat)
+            except (
+                OSError,
+                ValueError,
+                pa.ArrowException,
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                DataStreamError,
+            ) as exc:
+                attempt += 1
+                if attempt > options.retry_times:
+                    raise DataStreamError(
+                        f"the preview body could not be read after {attempt} attempts: {exc!r}",
+                        **context,
+                    ) from exc
+                log.warning("preview body broken (%r); requesting it again", exc)

@@ -42,10 +42,9 @@ EXPECTED = {
 EXPECTED["block", "crc"] = EXPECTED["stream", "crc"] = "error"
 # Known defects (docs/reliability.md): strict xfail, so a fix turns them into failures that
 # ask for this table to be updated.
-DEFECTS = {
-    ("preview", "reset"): "a reset preview body leaks urllib3 ProtocolError, not TunnelError",
-    ("preview", "crc"): "a corrupted preview body is not detected (no CRC): pyarrow error",
-}
+# (None now: the preview reader re-requests a broken body. Preview bodies have no checksum,
+# so the "crc" cell passes only because the flipped byte breaks the Arrow stream.)
+DEFECTS: dict[tuple[str, str], str] = {}
 CELLS = [
     pytest.param(
         kind,
