@@ -213,6 +213,27 @@ class TableDownloadSession(TableSession):
         (:class:`~.arrow_reader.TunnelArrowReader`); resumes like the record reader."""
         if buffered:
             raise ValueError("the Arrow reader has no buffered mode")
+        return self._arrow_reader(
+            start,
+            count,
+            compress,
+            columns,
+            on_exception,
+            partition_spec=self._partition_spec,
+            append_partitions=append_partitions,
+        )
+
+    def _arrow_reader(
+        self,
+        start: int,
+        count: int,
+        compress: bool,
+        columns: list[str] | None,
+        on_exception: OnException,
+        **reader_options: Any,
+    ) -> Any:
+        """A :class:`~.arrow_reader.TunnelArrowReader` over rows ``start .. start+count``,
+        re-opening the body at the first undelivered row."""
         from .arrow_reader import TunnelArrowReader
 
         count = self._check_range(start, count)
@@ -225,9 +246,8 @@ class TableDownloadSession(TableSession):
             self.schema,
             stream_creator,
             columns=columns,
-            partition_spec=self._partition_spec,
-            append_partitions=append_partitions,
             on_exception=on_exception,
+            **reader_options,
         )
 
 

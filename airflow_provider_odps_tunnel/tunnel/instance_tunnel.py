@@ -132,21 +132,10 @@ class InstanceDownloadSession(TableDownloadSession):
         on_exception: OnException = None,
         **_: Any,
     ) -> Any:
-        """A reader of result rows ``start .. start+count`` as Arrow batches."""
-        from .arrow_reader import TunnelArrowReader
-
-        count = self._check_range(start, count)
-        names = self._wire_names(columns)
-
-        def stream_creator(start_row: int) -> Any:
-            return self._open_stream(start + start_row, count - start_row, compress, names, True)
-
-        return TunnelArrowReader(
-            self.schema,
-            stream_creator,
-            columns=columns,
-            timestamp_as_struct=True,
-            on_exception=on_exception,
+        """A reader of result rows ``start .. start+count`` as Arrow batches (instance
+        results carry timestamps as ``struct<sec, nano>``)."""
+        return self._arrow_reader(
+            start, count, compress, columns, on_exception, timestamp_as_struct=True
         )
 
 
