@@ -68,7 +68,8 @@ def sample_rows(rows: int = BATCH_ROWS) -> list[list]:
 
 
 class PeakRss:
-    """Samples this process's RSS every 20 ms: ``setup`` when started, ``peak`` since."""
+    """Samples this process's RSS every 20 ms: ``setup`` when started, ``peak`` since
+    (or since the last :meth:`lap`)."""
 
     def __init__(self) -> None:
         import psutil
@@ -82,6 +83,12 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def lap(self) -> int:
+        """The peak since the start or the last lap; the next lap starts from now."""
+        peak = max(self.peak, self._proc.memory_info().rss)
+        self.peak = self._proc.memory_info().rss
+        return peak
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,6 +152,7 @@ def run_ours(spec: dict[str, Any]) -> tuple[float, float]:
     run_threads(upload, shares(n, writers))
     session.commit(blocks)
     up = time.perf_counter() - started
+    spec["rss_up"] = spec["rss"].lap()
 
     started = time.perf_counter()
     down_session = tunnel.create_download_session(table)
@@ -213,6 +221,7 @@ def run_pyodps(spec: dict[str, Any]) -> tuple[float, float]:
     run_threads(upload, list(enumerate(shares(n, writers))))
     session.commit(blocks)
     up = time.perf_counter() - started
+    spec["rss_up"] = spec["rss"].lap()
 
     started = time.perf_counter()
     down_session = tunnel.create_download_session(table)
@@ -267,7 +276,8 @@ def child(spec_json: str) -> None:
     up, down = (run_ours if spec["client"] == "ours" else run_pyodps)(spec)
     rss: PeakRss = spec["rss"]
     rss.stop()
-    print(json.dumps({"up": up, "down": down, "rss": rss.peak, "setup": rss.setup}))
+    result = {"up": up, "down": down, "rss_up": spec["rss_up"], "rss_down": rss.peak}
+    print(json.dumps({**result, "setup": rss.setup}))
 
 
 # -- the parent: emulator, cases, table ----------------------------------------------------
@@ -280,6 +290,9 @@ def main() -> None:
         "--cases",
         default="arrow:1,arrow:4,record:1,record:4",
         help="comma-separated path:writers pairs",
+    )
+    parser.add_argument(
+        "--clients", default="pyodps,ours", help="comma-separated clients to run (pyodps, ours)"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -299,7 +312,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Emulator(tmp, subprocess=True) as emu:
         for case in args.cases.split(","):
             path, writers = case.split(":")
-            for client in ("pyodps", "ours"):
+            for client in args.clients.split(","):
                 table = f"bench_{client}_{path}_{writers}"
                 emu.catalog.create_table(
                     emu.project, table, TableSchema(parse_columns(SCHEMA)), if_not_exists=True
@@ -330,7 +343,8 @@ def main() -> None:
                 print(
                     f"  {client:6} {path:6} x{writers}: up {size_mb / result['up']:7.1f} MB/s  "
                     f"down {size_mb / result['down']:7.1f} MB/s  "
-                    f"rss {result['rss'] / MB:4.0f} MB ({result['setup'] / MB:.0f} before)",
+                    f"peak rss up {result['rss_up'] / MB:4.0f} MB, "
+                    f"down {result['rss_down'] / MB:4.0f} MB ({result['setup'] / MB:.0f} before)",
                     flush=True,
                 )
                 emu.catalog.drop_table(emu.project, table, if_exists=True)
@@ -341,9 +355,9 @@ def report(results: dict, size_mb: float) -> None:
     print()
     print(
         "| path | writers | client | up MB/s | down MB/s | up ratio | down ratio "
-        "| peak RSS MB | RSS before MB |"
+        "| peak RSS up MB | peak RSS down MB | RSS before MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (path, writers, client), r in sorted(results.items()):
         base = results.get((path, writers, "pyodps"))
         up_ratio = down_ratio = ""
@@ -352,12 +366,12 @@ def report(results: dict, size_mb: float) -> None:
             down_ratio = f"{base['down'] / r['down']:.2f}x"
         print(
             f"| {path} | {writers} | {client} | {size_mb / r['up']:.1f} | "
-            f"{size_mb / r['down']:.1f} | {up_ratio} | {down_ratio} | {r['rss'] / MB:.0f} "
-            f"| {r['setup'] / MB:.0f} |"
+            f"{size_mb / r['down']:.1f} | {up_ratio} | {down_ratio} | {r['rss_up'] / MB:.0f} "
+            f"| {r['rss_down'] / MB:.0f} | {r['setup'] / MB:.0f} |"
         )
     print(
         f"\nRSS target: < 2 x {BUFFER_SIZE / MB:.0f} MB buffer + 150 MB = "
-        f"{(2 * BUFFER_SIZE + 150e6) / MB:.0f} MB per writer"
+        f"{(2 * BUFFER_SIZE + 150e6) / MB:.0f} MB per client process"
     )
 
 

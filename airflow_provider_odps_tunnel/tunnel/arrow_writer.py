@@ -176,6 +176,9 @@ class BufferedArrowWriter(_ArrowWriterBase):
         super().__init__(schema, compress_option, chunk_size)
         self._callback = request_callback
         self.buffer_size = buffer_size or options.block_buffer_size
+        # Where the block being filled is cut: the buffer size, or less when the writer
+        # shares its memory with others (see upload_session.WriterMemory).
+        self.block_limit = self.buffer_size
         self._block_id = block_id
         self._block_id_gen = block_id_gen
         self._blocks_written: list[int] = []
@@ -200,11 +203,11 @@ class BufferedArrowWriter(_ArrowWriterBase):
 
     def _slices(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         """``batch`` in zero-copy row slices of at most about ``buffer_size`` bytes."""
-        size = batch.nbytes
-        if size <= self.buffer_size or batch.num_rows <= 1:
+        size, limit = batch.nbytes, self.block_limit
+        if size <= limit or batch.num_rows <= 1:
             yield batch
             return
-        rows = max(1, batch.num_rows * self.buffer_size // size)
+        rows = max(1, batch.num_rows * limit // size)
         for start in range(0, batch.num_rows, rows):
             yield batch.slice(start, rows)
 
@@ -215,7 +218,7 @@ class BufferedArrowWriter(_ArrowWriterBase):
                 for piece in self._encoder.feed(serialize_batch(part)):
                     self._buffer.write(piece)
                 self.n_rows += part.num_rows
-                if self._buffer.size > self.buffer_size:
+                if self._buffer.size > self.block_limit:
                     self._flush()
 
     def _flush(self) -> None:

@@ -25,8 +25,8 @@ from .progress import Progress
 __all__ = ["split_ranges", "iter_arrow_batches", "download_to_files"]
 
 _meter_lock = threading.Lock()
-#: Rows of one range by default: about 8 MB of the typical schema.
-MAX_RANGE_ROWS = 131_072
+#: Rows of one range by default: about 4 MB of the typical schema.
+MAX_RANGE_ROWS = 65_536
 
 
 def split_ranges(start: int, count: int, rows_per_range: int) -> list[tuple[int, int]]:

@@ -248,6 +248,9 @@ class BufferedRecordWriter(_RowSink):
         self._request_callback = request_callback
         self._compress_option = compress_option
         self._buffer_size = buffer_size or options.block_buffer_size
+        # Where the block being filled is cut: the buffer size, or less when the writer
+        # shares its memory with others (see upload_session.WriterMemory).
+        self.block_limit = self._buffer_size
         self._block_id_gen = block_id_gen
         self._block_id = self._check_block_id(block_id or 0)
         self._blocks_written: list[int] = []
@@ -278,7 +281,7 @@ class BufferedRecordWriter(_RowSink):
             raise TunnelError("write to a closed BufferedRecordWriter")
         rows = self._encode(data)
         self.progress.add(rows, 0)
-        if len(self._buffer) > self._buffer_size:
+        if len(self._buffer) > self.block_limit:
             self._flush()
 
     def _flush(self) -> None:

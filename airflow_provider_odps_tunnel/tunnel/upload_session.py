@@ -3,9 +3,13 @@
 Guarantees beyond the bare protocol:
 
 * buffered writers send a finished block in the background while the next one fills, so
-  encoding and sending overlap; a session has one such block in flight at a time (so n
-  writers hold at most n + 1 blocks), and an error of a background send is raised by the
-  next ``write``, ``flush`` or ``close``;
+  encoding and sending overlap; a session has one such block in flight at a time, and an
+  error of a background send is raised by the next ``write``, ``flush`` or ``close``;
+* the buffered writers open on one session share one memory budget (:class:`WriterMemory`):
+  with n of them open, each cuts its blocks at ``buffer_size / n`` (never below
+  :data:`MIN_BLOCK_SIZE`), so a session holds about ``buffer_size`` plus one block in
+  flight, whether one thread writes or many; one writer alone cuts at ``buffer_size``,
+  as in pyodps;
 * a failed block PUT is re-sent whole (a block id is idempotent: the last complete PUT of
   an id wins), by the transport for connection failures, 5xx and throttling, and by the
   writer when ``on_exception`` says so; a block streamed under an explicit id is spooled
@@ -48,7 +52,7 @@ from .rest import RestClient
 from .schema import TableSchema
 from .table_session import SessionStatus, TableSession
 
-__all__ = ["TableUploadSession", "BlockIdGenerator"]
+__all__ = ["TableUploadSession", "BlockIdGenerator", "WriterMemory", "MIN_BLOCK_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ OnException = Callable[[BaseException], bool] | None
 _COMMITTED = (SessionStatus.Closed, SessionStatus.Committed)
 # Failures of a streamed block that sending it again can cure.
 _RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
+# Smallest block a shared budget cuts: smaller blocks cost more in requests than they save,
+# and a session holds at most 20,000 blocks.
+MIN_BLOCK_SIZE = 1 << 20
 
 
 class BlockIdGenerator:
@@ -82,14 +89,44 @@ class BlockIdGenerator:
             self._next = max(self._next, block_id + 1)
 
 
+class WriterMemory:
+    """The memory budget that the buffered writers of one session share.
+
+    Each open writer has ``block_limit`` (where it cuts its block) set to its buffer size
+    divided by the number of writers open, but not below :data:`MIN_BLOCK_SIZE` (nor
+    above its buffer size), and updated whenever a writer opens or closes. Together they
+    thus buffer about one ``buffer_size``, however many threads write, and at most one
+    block is in flight in the background (:attr:`send_slots`).
+    """
+
+    def __init__(self) -> None:
+        self._writers: list[Any] = []
+        self._lock = threading.Lock()
+        self.send_slots = threading.Semaphore(1)
+
+    def join(self, writer: Any, buffer_size: int) -> None:
+        with self._lock:
+            self._writers.append((writer, buffer_size))
+            self._share()
+
+    def leave(self, writer: Any) -> None:
+        with self._lock:
+            self._writers = [(w, size) for w, size in self._writers if w is not writer]
+            self._share()
+
+    def _share(self) -> None:
+        n = len(self._writers)
+        for writer, size in self._writers:
+            writer.block_limit = max(min(size, MIN_BLOCK_SIZE), size // n)
+
+
 class _BlockSender:
     """Sends each finished block in a background thread while the writer fills the next.
 
     Calling it with a block first waits for this writer's previous block (raising its
-    error). The new block then goes to the background if one of the session's
-    ``slots`` is free, else it is sent at once. Each writer holds at most two blocks, and
-    all the writers of a session together hold at most one more block than there are
-    writers.
+    error). The new block then goes to the background if the session's send slot is
+    free, else it is sent at once, so the writers of a session hold one block more than
+    they are filling at most.
     """
 
     def __init__(self, put: Callable[[int, Any], Any], slots: threading.Semaphore):
@@ -121,9 +158,20 @@ class _BlockSender:
 
 
 class _PipelinedMixin:
-    """Makes a buffered writer's ``close`` wait for its block in flight."""
+    """Joins a buffered writer to its session's :class:`WriterMemory` and makes its
+    ``close`` wait for its block in flight."""
 
     _sender: _BlockSender
+    _memory: WriterMemory
+
+    def _pipeline(self, sender: _BlockSender, memory: WriterMemory, buffer_size: int) -> None:
+        self._sender = sender
+        self._memory = memory
+        memory.join(self, buffer_size)
+
+    def _finish(self) -> None:
+        self._memory.leave(self)
+        self._sender.shutdown()
 
     def close(self) -> Any:
         try:
@@ -131,7 +179,7 @@ class _PipelinedMixin:
             self._sender.wait()
             return result
         finally:
-            self._sender.shutdown()
+            self._finish()
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
@@ -142,15 +190,15 @@ class _PipelinedMixin:
             self._sender.wait()
         except Exception:  # noqa: BLE001 - the original error is the one to report
             log.debug("a block send failed while the writer was aborting", exc_info=True)
-        self._sender.shutdown()
+        self._finish()
 
 
 class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
     """A :class:`BufferedRecordWriter` that sends each block while the next one fills."""
 
-    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
-        self._sender = sender
+    def __init__(self, schema: TableSchema, sender: _BlockSender, memory: WriterMemory, **kw: Any):
         super().__init__(schema, sender, **kw)
+        self._pipeline(sender, memory, self._buffer_size)
 
     def flush(self) -> None:
         """Send what is buffered as a block now and wait until it is stored."""
@@ -161,9 +209,9 @@ class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
 class PipelinedArrowWriter(_PipelinedMixin, BufferedArrowWriter):
     """A :class:`BufferedArrowWriter` that sends each block while the next one fills."""
 
-    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
-        self._sender = sender
+    def __init__(self, schema: TableSchema, sender: _BlockSender, memory: WriterMemory, **kw: Any):
         super().__init__(schema, sender, **kw)
+        self._pipeline(sender, memory, self.buffer_size)
 
 
 class TableUploadSession(TableSession):
@@ -192,8 +240,8 @@ class TableUploadSession(TableSession):
         self.blocks: list[int] = []
         self.max_field_size: int | None = None
         self.block_id_gen = BlockIdGenerator()
-        # Blocks sent in the background, across all writers (see _BlockSender).
-        self._send_slots = threading.Semaphore(1)
+        # The memory and the background send slot its buffered writers share.
+        self._writer_memory = WriterMemory()
         if upload_id is None:
             params = {
                 "overwrite": "true" if overwrite else None,
@@ -301,8 +349,9 @@ class TableUploadSession(TableSession):
         """A record writer: streaming into ``block_id``, or buffered when no id is given.
 
         A buffered writer cuts a block every ``buffer_size`` bytes (default
-        ``options.block_buffer_size``) and takes ids from ``block_id_gen``, else from
-        ``initial_block_id`` upwards, else from the session's shared generator (which
+        ``options.block_buffer_size``, shared among the session's buffered writers open at
+        the same time: see :class:`WriterMemory`). It takes ids from ``block_id_gen``, else
+        from ``initial_block_id`` upwards, else from the session's shared generator (which
         never hands out an id this session object wrote explicitly or saw on the server).
         Commit :meth:`~.BufferedRecordWriter.get_blocks_written` (or all writers' lists).
         """
@@ -354,8 +403,9 @@ class TableUploadSession(TableSession):
             self.schema,
             _BlockSender(
                 lambda bid, body: self._put_block(bid, body, arrow, encoding, on_exception),
-                self._send_slots,
+                self._writer_memory.send_slots,
             ),
+            self._writer_memory,
             compress_option=option,
             buffer_size=buffer_size,
             block_id=first,

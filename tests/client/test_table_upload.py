@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, errors
+from airflow_provider_odps_tunnel.tunnel.upload_session import MIN_BLOCK_SIZE, WriterMemory
 
 from .test_table_download import ALGOS, SCHEMA, rows
+
+MIB = 1 << 20
 
 
 def table_rows(emulator, table, partition=None) -> list[list]:
@@ -72,6 +76,65 @@ def test_four_threads_write_one_session(tunnel, emulator, emulator_table):
     assert len(written) == len(set(written)) > 4
     session.commit(written)
     assert table_rows(emulator, table) == rows(1000)
+
+
+def test_writer_memory_divides_the_buffer_among_open_writers():
+    memory = WriterMemory()
+    writers = [SimpleNamespace(block_limit=None) for _ in range(33)]
+    memory.join(writers[0], 20 * MIB)
+    assert writers[0].block_limit == 20 * MIB  # alone: the whole buffer, as in pyodps
+    for w in writers[1:4]:
+        memory.join(w, 20 * MIB)
+    assert {w.block_limit for w in writers[:4]} == {5 * MIB}
+    for w in writers[4:]:
+        memory.join(w, 20 * MIB)
+    assert {w.block_limit for w in writers} == {MIN_BLOCK_SIZE}  # 20 MiB / 33, floored
+    for w in writers[1:]:
+        memory.leave(w)
+    assert writers[0].block_limit == 20 * MIB
+    small = SimpleNamespace(block_limit=None)
+    memory.join(small, 4096)  # a buffer below the floor is never raised to it
+    assert small.block_limit == 4096 and writers[0].block_limit == 10 * MIB
+
+
+def test_parallel_buffered_writers_share_one_buffer(tunnel, emulator, emulator_table):
+    """Four writers open at once cut blocks at a quarter of buffer_size each, so the
+    session's memory does not grow with the number of writers; data stays exact."""
+    table = emulator_table("id bigint, payload string")
+    session = tunnel.create_upload_session(table)
+    payload = "x" * 1000
+    per_writer = 1800  # about 1.8 MB each: two blocks at 1 MiB, one at 4 MiB
+    opened = threading.Barrier(4)
+    written: list[int] = []
+    limits: list[int] = []
+    lock = threading.Lock()
+
+    def work(k: int) -> None:
+        with session.open_arrow_writer(buffer_size=4 * MIB) as writer:
+            opened.wait(timeout=30)
+            with lock:
+                limits.append(writer.block_limit)
+            ids = pa.array(range(k * per_writer, (k + 1) * per_writer), pa.int64())
+            for start in range(0, per_writer, 100):
+                part = ids[start : start + 100]
+                writer.write(
+                    pa.record_batch([part, pa.array([payload] * len(part))], ["id", "payload"])
+                )
+            opened.wait(timeout=30)  # nobody closes before everyone has written
+        with lock:
+            written.extend(writer.get_blocks_written())
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert limits == [MIB] * 4
+    assert len(written) == len(set(written)) == 8  # two blocks per writer, not one
+    session.commit(written)
+    data = emulator.catalog.read_table(emulator.project, table, None)
+    assert sorted(data.column("id").to_pylist()) == list(range(4 * per_writer))
+    assert set(data.column("payload").to_pylist()) == {payload}
 
 
 def test_arrow_writers_and_compression(tunnel, emulator, emulator_table):
