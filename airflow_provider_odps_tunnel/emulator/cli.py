@@ -40,6 +40,7 @@ _VALUE_OPTIONS = {
     "session_rate_limit": "--session-rate-limit",
     "commit_rate_limit": "--commit-rate-limit",
     "instance_wait": "--instance-wait",
+    "upsert_commit_delay": "--upsert-commit-delay",
 }
 
 
@@ -228,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds a SQL submission waits for its job before answering",
+    )
+    serve.add_argument(
+        "--upsert-commit-delay",
+        type=float,
+        default=0.0,
+        help="seconds (emulator clock) an upsert commit reports 'committing' (default 0: off)",
     )
     serve.add_argument("--no-request-log", action="store_true", help="do not write requests.jsonl")
     serve.add_argument(

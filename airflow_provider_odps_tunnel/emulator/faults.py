@@ -22,6 +22,13 @@ Kinds (each works on upload and download paths alike):
                        request with ``direction="request"`` (default for PUT and POST: the
                        server answers ``CorruptedDataStream``)
 ``expire_session``     expire the session the request names before handling it
+``move_slot``          (upsert bucket PUTs only) move the slot that owns the bucket to
+                       another server and answer 308 without applying the body: the
+                       session then lists the slot at ``server`` (default: a new loopback
+                       address), named in ``odps-tunnel-routed-server`` unless
+                       ``announce=False`` (then the client must reload to find it). Acts in
+                       the upsert handler, after authentication and the session checks.
+                       pyodps treats a 308 as success, so arm it for 308-aware clients only.
 
 Every fault that fires is logged (logger ``odps_tunnel_emulator.faults``, WARNING),
 recorded in :attr:`FaultRegistry.injected`, counted in :attr:`FaultRegistry.counts` and
@@ -38,7 +45,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultRegistry", "FAULT_KINDS", "SESSION_KINDS", "request_direction"]
+__all__ = [
+    "Fault",
+    "FaultRegistry",
+    "FAULT_KINDS",
+    "HANDLER_KINDS",
+    "SESSION_KINDS",
+    "request_direction",
+]
 
 logger = logging.getLogger("odps_tunnel_emulator.faults")
 
@@ -49,7 +63,10 @@ FAULT_KINDS = (
     "delay",
     "corrupt_crc",
     "expire_session",
+    "move_slot",
 )
+# Kinds fired by a handler (``FaultRegistry.fire``) instead of before handling.
+HANDLER_KINDS = ("move_slot",)
 SESSION_KINDS = (
     "upload",
     "download",
@@ -89,8 +106,13 @@ class Fault:
     _per_session_seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     def matches_request(self, method: str, path: str, session_kind: str | None) -> bool:
-        if "point" in self.args:
+        """Whether the app applies this fault to the request (before handling it)."""
+        if "point" in self.args or self.kind in HANDLER_KINDS:
             return False
+        return self.selects(method, path, session_kind)
+
+    def selects(self, method: str, path: str, session_kind: str | None) -> bool:
+        """Whether the request passes the method, session kind and resource filters."""
         if self.method is not None and self.method.upper() != method.upper():
             return False
         if self.session_kind is not None and self.session_kind != session_kind:
@@ -153,6 +175,10 @@ class FaultRegistry:
             )
         if "point" in args and (kind != "delay" or args["point"] not in CHECKPOINTS):
             raise ValueError(f"'point' needs kind 'delay' and one of {', '.join(CHECKPOINTS)}")
+        if kind == "move_slot" and (
+            session_kind not in (None, "upsert") or (method or "PUT").upper() != "PUT"
+        ):
+            raise ValueError("kind 'move_slot' acts on upsert bucket PUTs only")
         if args.get("direction") not in (None, "request", "response"):
             raise ValueError("direction must be 'request' or 'response'")
         if nth < 1 or times < 0:
@@ -211,6 +237,26 @@ class FaultRegistry:
         with self._lock:
             for fault in self._faults:
                 if fault.matches_request(method, path, session_kind) and fault.take(session):
+                    self._record(fault, method, path)
+                    return fault
+        return None
+
+    def fire(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        session_kind: str | None,
+        session: str | None = None,
+    ) -> Fault | None:
+        """The fault of handler kind ``kind`` that fires on this request, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if (
+                    fault.kind == kind
+                    and fault.selects(method, path, session_kind)
+                    and fault.take(session)
+                ):
                     self._record(fault, method, path)
                     return fault
         return None

@@ -111,7 +111,8 @@ class Emulator:
     verifies v2 signatures made with ``access_id``/``secret_access_key``. Extra keyword
     arguments are :class:`EmulatorConfig` fields (``session_lifetime``, ``max_field_size``,
     ``preview_limit``, ``instance_result_limit``, ``session_rate_limit``,
-    ``commit_rate_limit``, ``instance_wait``, ``request_log``, ``request_log_stderr``).
+    ``commit_rate_limit``, ``instance_wait``, ``upsert_commit_delay``, ``request_log``,
+    ``request_log_stderr``).
     """
 
     def __init__(

@@ -32,7 +32,9 @@ class EmulatorConfig:
     :class:`RateLimit`; None = off). ``instance_wait`` is how long an instance submission
     waits for its job before answering (status polling then sees ``Running``).
     ``request_log`` writes ``requests.jsonl`` in the data directory, ``request_log_stderr``
-    also prints each line.
+    also prints each line. ``upsert_commit_delay`` (seconds of the emulator's clock; 0 = off)
+    makes an upsert commit report ``committing`` for that long before ``committed`` (for
+    clients that poll; pyodps does not know that status, so it is off by default).
     """
 
     data_dir: Path
@@ -51,6 +53,7 @@ class EmulatorConfig:
     instance_wait: float = 30.0
     request_log: bool = True
     request_log_stderr: bool = False
+    upsert_commit_delay: float = 0.0
     extra_credentials: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

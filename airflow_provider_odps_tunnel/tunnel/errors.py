@@ -477,8 +477,11 @@ def error_class_for(code: str | None, status: int | None = None) -> type[ServerE
     """The class for a service error ``code``; without a known code, one from ``status``.
 
     Throttling by status alone is :class:`Throttled`; an unknown code is
-    :class:`ServerError` unless the status says more (5xx, 429, 404).
+    :class:`ServerError` unless the status says more (5xx, 429, 404). A 308 is always
+    :class:`SlotReassigned`, whatever its code, as the java SDK treats it.
     """
+    if status == 308:
+        return SlotReassigned
     if code:
         cls = _BY_CODE.get(code.strip().lower())
         if cls is not None:

@@ -211,4 +211,5 @@ def test_every_documented_code_has_a_class():
     assert errors.error_class_for(None, 404) is errors.NoSuchObject
     assert errors.error_class_for(None, 429) is errors.Throttled
     assert errors.error_class_for("Nope", 502) is errors.ServiceUnavailable
+    assert errors.error_class_for("SomethingElse", 308) is errors.SlotReassigned
     assert issubclass(errors.MalformedDataStream, errors.DataStreamError)

@@ -7,6 +7,17 @@ clients that bucket differently from the service. Rows are stored with their ope
 (``U`` = 85 upsert, ``D`` = 68 delete) and applied at commit in arrival order, last writer
 wins per key, by writing the partition's new contents and publishing them atomically.
 Commit answers ``committed`` at once (so clients' polling ends on the first reload).
+
+Two behaviours of the service are off by default, because pyodps cannot take them (it
+treats any status below 400 as success and knows no ``committing``):
+
+* the fault kind ``move_slot`` (``faults``) moves the slot owning a PUT's bucket to another
+  server and answers 308 naming it in ``odps-tunnel-routed-server``; the body is not
+  applied. Later PUTs for a moved slot must name its current server in that header, else
+  they are answered 308 too (a stale route), again without applying the body.
+* ``upsert_commit_delay`` (config): the commit publishes the data as always, but the session
+  reports ``committing`` until that many seconds of the emulator's clock have passed, so
+  clients have to poll.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from ...tunnel.schema import Column, TableSchema
 from .. import columnar
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
-from ..errors import EmulatorError
+from ..errors import HOST_ID, EmulatorError
 from ..fsutil import fsync_file
 from ..ingest import PARQUET_OPTIONS, records_to_parquet
 from ..sessions import check_writable
@@ -37,10 +48,14 @@ OP_COLUMN = "__operation"
 HASHER = "default"
 
 
+def _slot_server(call: Call, session: dict[str, Any], slot: int) -> str:
+    """``ip:port`` of the server a slot lives on (this one unless the slot was moved)."""
+    return (session.get("slot_servers") or {}).get(str(slot), call.state.server_address)
+
+
 def session_json(call: Call, session: dict[str, Any], info: TableInfo) -> dict[str, Any]:
-    address = call.state.server_address
     slots = [
-        {"slot_id": str(i), "buckets": buckets, "worker_addr": address}
+        {"slot_id": str(i), "buckets": buckets, "worker_addr": _slot_server(call, session, i)}
         for i, buckets in enumerate(session["slot_buckets"])
     ]
     return {
@@ -95,7 +110,27 @@ async def create(call: Call) -> Response:
 
 
 def _session(call: Call, info: TableInfo) -> dict[str, Any]:
-    return call.state.sessions.get("upsert", call.session_id("upsertid"), info.table_id)
+    session_id = call.session_id("upsertid")
+    _finish_commit(call, session_id)
+    return call.state.sessions.get("upsert", session_id, info.table_id)
+
+
+def _finish_commit(call: Call, session_id: str) -> None:
+    """A ``committing`` session whose commit delay is over becomes ``committed``.
+
+    Its data was published when the commit began, so it never turns ``expired``.
+    """
+    state = call.state
+    session = state.sessions.find(session_id)
+    if session is None or session["kind"] != "upsert" or session["status"] != "committing":
+        return
+    now = state.clock.now()
+    if now < session.get("committing_until", 0.0) and now <= session["expires"]:
+        return
+    with state.sessions.locked(session_id):
+        if session["status"] == "committing":
+            session["status"] = "committed"
+            state.sessions.save(session)
 
 
 async def reload(call: Call) -> Response:
@@ -166,6 +201,9 @@ async def write(call: Call) -> Response:
     slot_buckets = session["slot_buckets"]
     if not 0 <= slot < len(slot_buckets) or bucket not in slot_buckets[slot]:
         raise EmulatorError.invalid_argument(f"bucket {bucket} is not owned by slot {slot}")
+    moved = await _route(call, session, slot, bucket)
+    if moved is not None:
+        return moved
     nbuckets = sum(len(b) for b in slot_buckets)
     out = state.catalog.new_data_file(info)
     work = functools.partial(
@@ -190,6 +228,58 @@ async def write(call: Call) -> Response:
     )
 
 
+async def _route(call: Call, session: dict[str, Any], slot: int, bucket: int) -> Response | None:
+    """A 308 answer if the slot moves now (fault ``move_slot``) or the PUT names a server the
+    moved slot has left; None if the PUT may be applied. A 308'd body is read and dropped."""
+    state = call.state
+    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
+    target = f"{call.resource}?{query}" if query else call.resource
+    fault = state.faults.fire("move_slot", call.method, target, "upsert", session["id"])
+    if fault is not None:
+        call.log["fault"] = fault.kind
+        server = _move_slot(call, session["id"], slot, fault.args.get("server"))
+        announce = bool(fault.args.get("announce", True))
+        return await _redirect(call, slot, bucket, server, announce, "moved")
+    if str(slot) in (session.get("slot_servers") or {}):
+        current = _slot_server(call, session, slot)
+        if call.header("odps-tunnel-routed-server") != current:
+            call.log["stale_route"] = call.header("odps-tunnel-routed-server") or ""
+            return await _redirect(call, slot, bucket, current, True, "is")
+    return None
+
+
+def _move_slot(call: Call, session_id: str, slot: int, server: str | None) -> str:
+    """Record that ``slot`` now lives on ``server`` (default: a new loopback address)."""
+    state = call.state
+    with state.sessions.locked(session_id):
+        session = state.sessions.find(session_id)
+        servers = session.setdefault("slot_servers", {})
+        moves = session.get("slot_moves", 0)
+        current = _slot_server(call, session, slot)
+        if not server:
+            host = 2 + moves % 250
+            server = f"127.0.0.{host}:{state.port}"
+            if server == current:
+                server = f"127.0.0.{2 + (moves + 1) % 250}:{state.port}"
+        servers[str(slot)] = server
+        session["slot_moves"] = moves + 1
+        state.sessions.save(session)
+    return server
+
+
+async def _redirect(
+    call: Call, slot: int, bucket: int, server: str, announce: bool, verb: str
+) -> Response:
+    async for _chunk in call.request.stream():
+        pass  # the body is not applied; reading it keeps the connection usable
+    headers = {"odps-tunnel-routed-server": server} if announce else {}
+    message = f"slot {slot} (bucket {bucket}) {verb} on {server}: send it there"
+    if not announce:
+        message = f"slot {slot} (bucket {bucket}) moved: reload the session to find it"
+    body = {"Message": message, "RequestId": call.request_id, "HostId": HOST_ID}
+    return json_response(body, status=308, headers=headers)
+
+
 def _register(call: Call, info: TableInfo, session_id: str, bucket: int, out: Any, rows: int):
     state = call.state
     with state.catalog.table_lock(info), state.sessions.locked(session_id):
@@ -210,7 +300,7 @@ async def commit(call: Call) -> Response:
     """``POST T/upserts?upsertid=``: apply every pending row; idempotent once committed."""
     info = call.table()
     session = _session(call, info)
-    if session["status"] != "committed":
+    if session["status"] not in ("committed", "committing"):
         check_writable(session, "upsert")
         call.limit_commits(info)
         session = await call.blocking(_commit, call, info, session["id"])
@@ -222,7 +312,7 @@ def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
     catalog = state.catalog
     with catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("upsert", session_id, info.table_id)
-        if session["status"] == "committed":
+        if session["status"] in ("committed", "committing"):
             return session
         check_writable(session, "upsert")
         spec = catalog.normalize_spec(info, session["partition"] or None)
@@ -237,7 +327,12 @@ def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
                 fsync_file(out)
                 files.append(DataFile(catalog.register(info, out), merged.num_rows))
             catalog.publish(info, spec, files, session_id)
-        session["status"] = "committed"
+        delay = state.config.upsert_commit_delay
+        if delay > 0:
+            session["status"] = "committing"
+            session["committing_until"] = state.clock.now() + delay
+        else:
+            session["status"] = "committed"
         state.sessions.save(session)
         catalog.collect_garbage(info.project, info.name)
         return session
