@@ -4,8 +4,10 @@ Every batch the service accepts is committed at once, which suits small loads th
 often. Each source piece is written through its own writer and recorded in the task state
 store when done, so a retry skips finished pieces. A piece is sent as one batch as long as
 it encodes to less than the client's ``block_buffer_size`` (20 MiB by default): keep
-pieces that small and a piece is appended once or not at all. A larger piece that fails
-part-way may be appended partly twice; use the block upload for large data.
+pieces that small and a piece is appended once or not at all, unless the service stored it
+and its answer was lost (then the retry appends it again). A larger piece that fails
+part-way may be appended partly twice; use the block upload for large data or data that
+must not repeat.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from .errors import (
 )
 from .options import options
 
-__all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT"]
+__all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT", "sent_but_unanswered"]
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,14 @@ def _is_connect_failure(exc: BaseException) -> bool:
         reason = getattr(inner, "reason", None)
         return isinstance(reason, NewConnectionError) or isinstance(inner, NewConnectionError)
     return False
+
+
+def sent_but_unanswered(exc: BaseException) -> bool:
+    """True when a request was sent whole and its answer did not come within the read
+    timeout: the server may have carried it out."""
+    return isinstance(exc, TunnelTimeoutError) and isinstance(
+        exc.__cause__, requests.exceptions.ReadTimeout
+    )
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -2,9 +2,10 @@
 
 Each writer sends its batches to one slot (round robin over the session's slots); the
 answer of every PUT names the slot's current server and the slot count, and the session
-follows them. A failed PUT is retried after reloading the session's routes. Since the
-service commits each PUT, a retry after an answer was lost can store a batch twice:
-stream uploads are at-least-once, as with every tunnel client.
+follows them. A failed PUT is retried after reloading the session's routes, unless it was
+sent whole and then not answered within the read timeout: the service commits each PUT on
+arrival and a batch has no idempotency key, so sending it again could store it twice. That
+case raises a ``TunnelTimeoutError`` saying the batch may have been stored.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import time
 from typing import Any
 
 from .compression import CompressOption
-from .errors import TunnelError
+from .errors import TunnelError, TunnelTimeoutError
 from .options import options
 from .partition import PartitionSpec
 from .record_writer import BlockBody, BufferedRecordWriter
-from .rest import RestClient
+from .rest import RestClient, sent_but_unanswered
 from .schema import TableSchema
 from .table_session import SessionStatus, TableSession
 
@@ -145,6 +146,13 @@ class TableStreamUploadSession(TableSession):
             try:
                 resp = self._request("PUT", params=params, headers=headers, data=body, retry=False)
             except TunnelError as exc:
+                if sent_but_unanswered(exc):
+                    raise TunnelTimeoutError(
+                        f"stream batch to slot {slot_id} was sent but not answered in time; "
+                        "it may have been stored, so it is not sent again (that could store "
+                        f"it twice): {exc.message}",
+                        **self._context(),
+                    ) from exc
                 attempt += 1
                 if attempt > options.retry_times or exc.status in _FINAL_STATUSES:
                     raise

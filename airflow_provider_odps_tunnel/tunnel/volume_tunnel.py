@@ -2,7 +2,9 @@
 
 Bodies use the CRC-32 framing of ``volume_codec`` and only ``deflate`` compression.
 Readers verify every chunk and resume at the current byte after a broken connection, by
-asking for the rest of the range again.
+asking for the rest of the range again. A file written into a partitioned volume is spooled
+as it streams out and, after a broken connection, a 5xx or throttling, sent again whole
+(writing a file name again replaces the file; appends are not sent again).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any, BinaryIO
 from .base import BaseTunnel, build_compress_option, normalize_tags
 from .body import StreamingBody
 from .compression import CompressOption, decompressing_stream, make_compressor
-from .errors import TunnelError
+from .errors import InternalServerError, Throttled, TunnelConnectionError, TunnelError
 from .options import options
+from .resend import SpooledBody
 from .resources import project_resource, quote_name, volume_resource
 from .rest import ResponseStream, RestClient
 from .volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
@@ -33,6 +36,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 _ZLIB = CompressOption.CompressAlgorithm.ODPS_ZLIB
 _RAW = CompressOption.CompressAlgorithm.ODPS_RAW
 
@@ -260,10 +264,27 @@ class VolumeUploadSession(_VolumeSession):
             self._tags,
             **{"Content-Type": "text/plain", "Content-Encoding": "deflate" if option else None},
         )
-        return VolumeWriter(
-            lambda chunks: self._request("POST", params=params, headers=headers, data=chunks),
-            option,
-        )
+
+        def post(chunks: Iterator[bytes]) -> Any:
+            if append:  # a second append would add the bytes twice
+                return self._request("POST", params=params, headers=headers, data=chunks)
+            body = SpooledBody(chunks)
+            try:
+                try:
+                    return self._request(
+                        "POST", params=params, headers=headers, data=body.first_pass()
+                    )
+                except _RESENDABLE as exc:
+                    if not body.drain():
+                        raise
+                    log.warning("volume file %s failed (%s); sending it again", file_name, exc)
+                return self._request(
+                    "POST", params=params, headers=headers, data=body, retry_post=True
+                )
+            finally:
+                body.close()
+
+        return VolumeWriter(post, option)
 
     def commit(self, files: str | list[str]) -> None:
         """Commit: ``files`` must be exactly the files the server holds."""
