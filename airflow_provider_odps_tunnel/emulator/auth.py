@@ -58,20 +58,22 @@ def verify_request(
     if secret is None:
         raise EmulatorError("Unauthorized", f"The AccessKey ID {access_id!r} does not exist", 401)
     date_text = headers.get("date")
-    if date_text:
-        try:
-            sent = email.utils.parsedate_to_datetime(date_text).timestamp()
-        except (TypeError, ValueError):
-            raise EmulatorError(
-                "InvalidArgument", f"Invalid Date header {date_text!r}", 400
-            ) from None
-        if abs(now - sent) > max_skew:
-            raise EmulatorError(
-                "RequestTimeTooSkewed",
-                f"max_interval_date:{int(max_skew * 1000)},expire_date:{_iso(sent + max_skew)},"
-                f"now_date:{_iso(now)}",
-                403,
-            )
+    if not date_text:
+        # Without a Date, a captured request could be replayed at any time.
+        raise EmulatorError(
+            "Unauthorized", "The request has no Date header: a signed request needs one", 401
+        )
+    try:
+        sent = email.utils.parsedate_to_datetime(date_text).timestamp()
+    except (TypeError, ValueError):
+        raise EmulatorError("InvalidArgument", f"Invalid Date header {date_text!r}", 400) from None
+    if abs(now - sent) > max_skew:
+        raise EmulatorError(
+            "RequestTimeTooSkewed",
+            f"max_interval_date:{int(max_skew * 1000)},expire_date:{_iso(sent + max_skew)},"
+            f"now_date:{_iso(now)}",
+            403,
+        )
     params = parse_qsl(unquote(raw_query), keep_blank_values=True)
     expected = signature(secret, canonical_string(method, resource, params, headers))
     if not hmac.compare_digest(expected, given):

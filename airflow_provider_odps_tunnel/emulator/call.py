@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from ..tunnel.partition import PartitionSpec
 from .catalog import TableInfo
 from .errors import EmulatorError
-from .ingest import receive_body
+from .ingest import check_content_md5, receive_body
 from .state import EmulatorState
 
 __all__ = ["Call", "Handler", "json_response", "xml_response", "rfc822", "metrics_header"]
@@ -66,7 +67,15 @@ class Call:
             on_abort=self.abort_connection,
             corrupt_at=self.corrupt_request_at,
             open_spools=self.state.open_spools,
+            content_md5=self.header("content-md5"),
         )
+
+    async def body(self) -> bytes:
+        """The whole (small) request body, checked against ``Content-MD5`` if it has one."""
+        data = await self.request.body()
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
+        check_content_md5(self.header("content-md5"), digest)
+        return data
 
     def limit_sessions(self, info: TableInfo, kind: str) -> None:
         """Count a session creation on the table (429 ``FlowExceeded`` over the limit)."""

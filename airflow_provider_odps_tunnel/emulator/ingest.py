@@ -11,8 +11,10 @@ fsynced and left as ``<uuid>.parquet.part`` for the caller to register under the
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as _dt
+import hashlib
 import os
 import threading
 import uuid
@@ -40,6 +42,7 @@ __all__ = [
     "records_to_parquet",
     "arrow_to_parquet",
     "check_field_sizes",
+    "check_content_md5",
     "ConnectionAborted",
 ]
 
@@ -127,6 +130,7 @@ async def receive_body(
     on_abort: Callable[[], None] | None = None,
     corrupt_at: int | None = None,
     open_spools: set[Spool] | None = None,
+    content_md5: str | None = None,
 ) -> T:
     """Stream the request body into a staging file while ``work`` consumes it in a thread.
 
@@ -136,6 +140,8 @@ async def receive_body(
     the connection after that many body bytes through ``on_abort``; ``corrupt_at`` flips
     the lowest bit of the body byte at that offset, as a corrupting network would (-1: the
     middle of the first piece received); inside a value, only the checksum reveals it.
+    A ``content_md5`` (the request's ``Content-MD5``) that is not the digest of the body as
+    received fails the request with ``BadDigest``, and ``work`` keeps nothing.
     """
     spool = Spool(staging_dir / uuid.uuid4().hex)
     if open_spools is not None:
@@ -143,6 +149,7 @@ async def receive_body(
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(executor, work, spool)
     received = 0
+    digest = hashlib.md5(usedforsecurity=False) if content_md5 is not None else None
     try:
         async for chunk in request.stream():
             if not chunk or future.done():
@@ -160,6 +167,11 @@ async def receive_body(
                     corrupt_at = None
             spool.write(chunk)
             received += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+        if digest is not None and not future.done():  # (done: failed early, skipped chunks)
+            # Before the body counts as complete: on a mismatch ``work`` fails and discards.
+            check_content_md5(content_md5, digest.digest())
         spool.finish(ok=True)
     except ClientDisconnect:
         spool.finish(ok=False)
@@ -177,6 +189,21 @@ async def receive_body(
         spool.close()
         if open_spools is not None:
             open_spools.discard(spool)
+
+
+def check_content_md5(header: str | None, digest: bytes) -> None:
+    """``BadDigest`` (400) unless ``header`` is ``digest`` in base64 (RFC 1864) or hex.
+
+    The v2 signature covers the ``Content-MD5`` header but not the body, so this check is
+    what detects a body changed after signing (when the client sent the header).
+    """
+    if header is None:
+        return
+    given = header.strip()
+    if given != base64.b64encode(digest).decode() and given.lower() != digest.hex():
+        raise EmulatorError(
+            "BadDigest", "The Content-MD5 you specified did not match what was received", 400
+        )
 
 
 def abort_spools(open_spools: set[Spool]) -> None:

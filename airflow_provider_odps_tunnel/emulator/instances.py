@@ -39,6 +39,13 @@ def new_instance_id() -> str:
 def parse_job(body: bytes) -> tuple[str, list[dict[str, Any]]]:
     """The ``<Job>`` XML text and its tasks (name, type, query, settings) of a submission."""
     try:
+        return _parse_job(body)
+    except RecursionError:  # deep element nesting, or deep JSON in the settings
+        raise EmulatorError("InvalidXmlRequest", "the instance body is nested too deeply") from None
+
+
+def _parse_job(body: bytes) -> tuple[str, list[dict[str, Any]]]:
+    try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError as exc:
         raise EmulatorError("InvalidXmlRequest", f"the instance body is not XML: {exc}") from None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import time
-from urllib.parse import urlencode
+from collections import Counter
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import requests
 
@@ -23,13 +25,19 @@ def signed(
     date: float | None = None,
     secret: str | None = None,
     sign_params: dict[str, str] | None = None,
+    sign_headers: dict[str, str] | None = None,
 ) -> requests.Response:
-    """A signed request; ``sign_params`` (default ``params``) are what the signature covers."""
+    """A signed request; ``sign_params`` (default ``params``) are what the signature covers,
+    and ``sign_headers`` replace headers of the same name in it (a header changed after
+    signing)."""
     params = params or {}
     headers = {"x-odps-tunnel-version": "6", **(headers or {})}
     headers["Date"] = email.utils.formatdate(date or time.time(), usegmt=True)
     canonical = canonical_string(
-        method, path, params if sign_params is None else sign_params, headers
+        method,
+        path,
+        params if sign_params is None else sign_params,
+        {**headers, **(sign_headers or {})},
     )
     headers["Authorization"] = authorization(
         emulator.access_id, secret or emulator.secret_access_key, canonical
@@ -37,6 +45,13 @@ def signed(
     query = urlencode(params)
     url = f"{emulator.tunnel_endpoint}{path}" + (f"?{query}" if query else "")
     return requests.request(method, url, data=body, headers=headers, timeout=TIMEOUT)
+
+
+def signed_service(
+    emulator, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> requests.Response:
+    """A signed request without parameters to the service endpoint (``/api``)."""
+    return signed_raw(emulator, method, path, "", body, headers=headers, service=True)
 
 
 def assert_odps_error(resp: requests.Response, status: int | None = None) -> dict:
@@ -48,3 +63,121 @@ def assert_odps_error(resp: requests.Response, status: int | None = None) -> dic
     assert {"Code", "Message", "RequestId"} <= set(body), body
     assert body["Code"] and isinstance(body["Message"], str)
     return body
+
+
+def signed_raw(
+    emulator,
+    method: str,
+    path: str,
+    query: str = "",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    service: bool = False,
+    timeout: float = TIMEOUT,
+) -> requests.Response:
+    """A signed request whose path and query go on the wire exactly as given.
+
+    ``path`` (below the endpoint) and ``query`` are already percent-encoded, so they may carry
+    bytes that are not UTF-8 (``%FF``), NULs or traversal; the signature is computed the way
+    the server does: over the whole query URL-decoded, then split. ``service`` sends it to
+    the service endpoint (``/api``) instead of the tunnel endpoint.
+    """
+    headers = {"x-odps-tunnel-version": "6", **(headers or {})}
+    headers.setdefault("Date", email.utils.formatdate(time.time(), usegmt=True))
+    params = parse_qsl(unquote(query), keep_blank_values=True)
+    canonical = canonical_string(method, path, params, headers)
+    headers["Authorization"] = authorization(
+        emulator.access_id, emulator.secret_access_key, canonical
+    )
+    base = emulator.endpoint if service else emulator.tunnel_endpoint
+    prepared = requests.Request(method, base + path, data=body, headers=headers).prepare()
+    prepared.url = base + path + (f"?{query}" if query else "")  # no re-quoting
+    with requests.Session() as session:
+        return session.send(prepared, timeout=timeout)
+
+
+def project_fingerprint(emulator, tables: list[str]) -> tuple:
+    """The project's table names, plus partitions and row checksums of ``tables``."""
+    catalog = emulator.catalog
+    names = tuple(sorted(catalog.list_tables(emulator.project)))
+    detail = []
+    for table in tables:
+        data = catalog.read_table(emulator.project, table, None)
+        rows = sorted(repr(tuple(r.values())) for r in data.to_pylist())
+        partitions = sorted(s.to_param() for s in catalog.list_partitions(emulator.project, table))
+        detail.append(
+            (table, tuple(partitions), len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+        )
+    return names, tuple(detail)
+
+
+# Hypothesis settings of every fuzz test: derandomised (the same examples every run) and
+# bounded, so the whole folder stays fast.
+FUZZ_EXAMPLES = 30
+FUZZ_CASES: Counter = Counter()  # examples run, per "module: test", for the printed count
+
+
+def fuzz_settings(max_examples: int = FUZZ_EXAMPLES):
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def fuzz_lines(module: str) -> list[str]:
+    """The printed count: this module's cases per test, and the total of every module so far."""
+    mine = {k.split(": ", 1)[1]: v for k, v in FUZZ_CASES.items() if k.startswith(module + ": ")}
+    return [
+        f"{module}: {sum(mine.values())} fuzz cases run: {mine}",
+        f"fuzz cases run so far in this session (all modules): {sum(FUZZ_CASES.values())}",
+    ]
+
+
+def expect_odps_answer(resp: requests.Response, ok: tuple[int, ...] = (200,)) -> None:
+    """A success in ``ok`` (its body read to the end), or a 4xx with the ODPS error body."""
+    if resp.status_code in ok:
+        return
+    assert_odps_error(resp)
+
+
+def request_log_mark(emulator) -> int:
+    """Where the emulator's request log ends now (see :func:`server_errors_since`)."""
+    path = emulator.request_log_path
+    return path.stat().st_size if path.exists() else 0
+
+
+def server_errors_since(emulator, mark: int) -> list[dict]:
+    """Request log lines written after ``mark`` that answered a 5xx or dropped the connection."""
+    import json
+
+    with open(emulator.request_log_path, "rb") as fh:
+        fh.seek(mark)
+        lines = [json.loads(line) for line in fh.read().splitlines() if line.strip()]
+    return [e for e in lines if not isinstance(e.get("status"), int) or e["status"] >= 500]
+
+
+def mutations(good: bytes):
+    """Hypothesis strategy of broken versions of a valid body: truncated, bytes flipped
+    (wrong tags, bad checksums), a huge varint length spliced in, or junk."""
+    from hypothesis import strategies as st
+
+    truncated = st.integers(0, len(good) - 1).map(lambda n: good[:n])
+    flipped = st.lists(
+        st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)), min_size=1, max_size=4
+    ).map(lambda flips: _flip(good, flips))
+    huge = st.integers(0, len(good)).map(
+        lambda at: good[:at] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f" + good[at:]
+    )
+    return st.one_of(truncated, flipped, huge, st.binary(max_size=512))
+
+
+def _flip(good: bytes, flips) -> bytes:
+    data = bytearray(good)
+    for at, mask in flips:
+        data[at] ^= mask
+    return bytes(data)

@@ -6,12 +6,11 @@ Every answer is a 4xx with the service's JSON error body (Code, Message, Request
 
 from __future__ import annotations
 
-from collections import Counter
 from urllib.parse import quote
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder, serialize_batch
@@ -19,16 +18,25 @@ from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.schema import Column
 
 from .conftest import show, table_fingerprint
-from .helpers import assert_odps_error, signed
-
-MAX_EXAMPLES = 40
-FUZZ = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+from .helpers import (
+    FUZZ_CASES,
+    assert_odps_error,
+    fuzz_lines,
+    fuzz_settings,
+    mutations,
+    request_log_mark,
+    server_errors_since,
+    signed,
 )
-CASES: Counter = Counter()  # examples run per test, printed at the end
+
+MODULE = "hostile input"
+FUZZ = fuzz_settings(max_examples=40)
+
+
+def count(label: str) -> None:
+    """Count an example in the shared, printed fuzz count."""
+    FUZZ_CASES[f"{MODULE}: {label}"] += 1
+
 
 COLUMNS = [Column("a", "bigint"), Column("s", "string")]
 GOOD_ROWS = [[i, f"value-{i}"] for i in range(50)]
@@ -49,10 +57,12 @@ GOOD_ARROW = _arrow_body()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def print_cases(request):
+def print_cases(request, emulator):
+    """Print the case count; and no request of the module was answered with a 5xx."""
+    mark = request_log_mark(emulator)
     yield
-    line = f"hostile input: {sum(CASES.values())} fuzz cases run: {dict(CASES)}"
-    show(request, [line])
+    show(request, fuzz_lines(MODULE))
+    assert server_errors_since(emulator, mark) == []
 
 
 @pytest.fixture
@@ -70,29 +80,10 @@ def target(emulator, emulator_table, tunnel):
     return table, path, upload.id, download.id, table_fingerprint(emulator, table)
 
 
-def _mutations(good: bytes):
-    truncated = st.integers(0, len(good) - 1).map(lambda n: good[:n])
-    flipped = st.lists(
-        st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)), min_size=1, max_size=4
-    ).map(lambda flips: _flip(good, flips))
-    huge = st.integers(0, len(good)).map(
-        lambda at: good[:at] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f" + good[at:]
-    )
-    junk = st.binary(max_size=512)
-    return st.one_of(truncated, flipped, huge, junk)
-
-
-def _flip(good: bytes, flips) -> bytes:
-    data = bytearray(good)
-    for at, mask in flips:
-        data[at] ^= mask
-    return bytes(data)
-
-
 @FUZZ
-@given(body=_mutations(GOOD_RECORDS))
+@given(body=mutations(GOOD_RECORDS))
 def test_malformed_record_blocks(emulator, target, body):
-    CASES["record bodies"] += 1
+    count("record bodies")
     table, path, upload_id, _, before = target
     params = {"uploadid": upload_id, "blockid": "0", "partition": "pt=x"}
     resp = signed(emulator, "PUT", path, params, body=body)
@@ -102,9 +93,9 @@ def test_malformed_record_blocks(emulator, target, body):
 
 
 @FUZZ
-@given(body=_mutations(GOOD_ARROW))
+@given(body=mutations(GOOD_ARROW))
 def test_malformed_arrow_blocks(emulator, target, body):
-    CASES["arrow bodies"] += 1
+    count("arrow bodies")
     table, path, upload_id, _, before = target
     params = {"uploadid": upload_id, "blockid": "0", "partition": "pt=x", "arrow": ""}
     resp = signed(emulator, "PUT", path, params, body=body)
@@ -133,7 +124,7 @@ def test_invalid_utf8_in_a_string_is_refused(emulator, target):
     )
 )
 def test_bad_row_ranges(emulator, target, rowrange):
-    CASES["row ranges"] += 1
+    count("row ranges")
     table, path, _, download_id, before = target
     params = {"downloadid": download_id, "data": "", "rowrange": rowrange, "partition": "pt=x"}
     resp = signed(emulator, "GET", path, params)
@@ -145,7 +136,7 @@ def test_bad_row_ranges(emulator, target, rowrange):
 @FUZZ
 @given(block=st.one_of(st.text(max_size=30), st.integers(-(2**70), 2**70).map(str)))
 def test_bad_block_ids(emulator, target, block):
-    CASES["block ids"] += 1
+    count("block ids")
     table, path, upload_id, _, before = target
     params = {"uploadid": upload_id, "blockid": block, "partition": "pt=x"}
     resp = signed(emulator, "PUT", path, params, body=GOOD_RECORDS)
@@ -160,7 +151,7 @@ HOSTILE_NAMES = ["..", "../etc", "..%2F..%2Fetc", "a/b", "a\x00b", "x" * 129, "%
 @FUZZ
 @given(name=st.one_of(st.sampled_from(HOSTILE_NAMES), st.text(min_size=1, max_size=60)))
 def test_hostile_table_names(emulator, target, name):
-    CASES["table names"] += 1
+    count("table names")
     table, _, _, _, before = target
     path = f"/projects/{emulator.project}/tables/{quote(name, safe='')}"
     for kind in ("uploads", "downloads"):
@@ -177,7 +168,7 @@ def test_hostile_table_names(emulator, target, name):
     )
 )
 def test_hostile_partition_specs(emulator, target, spec):
-    CASES["partition specs"] += 1
+    count("partition specs")
     table, path, _, _, before = target
     resp = signed(
         emulator, "POST", path, {"uploads": "", "partition": spec, "create_partition": ""}

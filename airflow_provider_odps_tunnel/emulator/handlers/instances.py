@@ -51,7 +51,7 @@ async def create(call: Call) -> Response:
     project = call.args["project"]
     if not state.catalog.project_exists(project):
         raise EmulatorError.no_such_project(project)
-    job_xml, tasks = parse_job(await call.request.body())
+    job_xml, tasks = parse_job(await call.body())
     instance = await call.blocking(state.instances.create, project, job_xml, tasks)
     call.log["session"] = instance["id"]
     running = asyncio.get_running_loop().run_in_executor(

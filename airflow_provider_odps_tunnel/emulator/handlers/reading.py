@@ -65,6 +65,8 @@ def selected_columns(call: Call, schema: TableSchema, label: str) -> list[str] |
             raise EmulatorError(
                 "InvalidColumnSpec", f"column {name!r} is not a data column of {label}", 400
             )
+        if schema.get_column(name).name in names:  # else the body fails mid-stream
+            raise EmulatorError("InvalidColumnSpec", f"column {name!r} is named twice", 400)
         names.append(schema.get_column(name).name)
     return names
 

@@ -112,7 +112,10 @@ def _partition_xml(call: Call, info: TableInfo, spec: PartitionSpec) -> str:
 async def list_partitions(call: Call) -> Response:
     """The table's partitions in value order; ``partition`` keeps those matching a prefix."""
     info = call.table()
-    prefix = PartitionSpec(call.params.get("partition") or None)
+    try:
+        prefix = PartitionSpec(call.params.get("partition") or None)
+    except ValueError as exc:
+        raise EmulatorError("InvalidPartitionSpec", str(exc), 400) from None
     wanted = {k.lower(): v for k, v in prefix.items()}
     items = []
     for spec in call.state.catalog.list_partitions(info.project, info.name):
@@ -178,6 +181,12 @@ async def head(call: Call) -> Response:
         return Response("", media_type="text/plain")
     table = pa.concat_tables(parts)
     if call.params.get("cols"):
-        names = [info.schema.get_column(c.strip()).name for c in call.params["cols"].split(",")]
+        wanted = [c.strip() for c in call.params["cols"].split(",")]
+        unknown = [c for c in wanted if c not in info.schema]
+        if unknown:
+            raise EmulatorError(
+                "InvalidColumnSpec", f"unknown columns {unknown} in {info.name}", 400
+            )
+        names = [info.schema.get_column(c).name for c in wanted]
         table = table.select(names)
     return Response(render_csv(table), media_type="text/plain")

@@ -32,6 +32,8 @@ __all__ = ["route"]
 
 _RANGE = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)\Z")
 _COPY = 1024 * 1024
+# Longest file name (bytes), and longest part of one: longer ones fail at commit (ENAMETOOLONG).
+_MAX_NAME, _MAX_PART = 1024, 255
 
 
 def route(method: str, collection: str, has_id: bool, params: dict[str, str]) -> Handler | None:
@@ -61,7 +63,15 @@ def _target(call: Call) -> tuple[str, str, list[str]]:
 
 def _safe_name(name: str) -> str:
     parts = [p for p in name.split("/") if p]
-    if not parts or name.startswith("/") or any(p in (".", "..") for p in parts):
+    if (
+        not parts
+        or name.startswith("/")
+        or "\x00" in name
+        or len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME  # the OS refuses longer
+        or any(
+            p in (".", "..") or len(p.encode("utf-8", "surrogatepass")) > _MAX_PART for p in parts
+        )
+    ):
         raise EmulatorError.invalid_argument(f"invalid volume file name {name!r}")
     return "/".join(parts)
 
