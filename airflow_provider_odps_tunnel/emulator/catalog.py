@@ -434,6 +434,8 @@ class Catalog:
         """
         with self.table_lock(info):
             if session_id is not None and self.applied(info, spec, session_id):
+                if overwrite:  # a crash may have come between the publish and the clean-up
+                    self._collect_garbage(info)
                 return False
             manifest = self._read_manifest(info, spec)
             current = [DataFile.from_json(f) for f in manifest["files"]] if manifest else []

@@ -54,6 +54,7 @@ class SessionStore:
         self._sessions: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
+        self._last_purge = float("-inf")
         for path in self.dir.glob("*.json"):
             data = read_json(path)
             self._sessions[data["id"]] = data
@@ -61,6 +62,7 @@ class SessionStore:
     def create(self, kind: str, data: dict[str, Any], lifetime: float | None = None) -> dict:
         """Persist a new session of ``kind`` holding ``data``; returns the session dict."""
         now = self.clock.now()
+        self._purge(now)
         session = dict(data)
         session.update(
             id=new_session_id(),
@@ -71,6 +73,26 @@ class SessionStore:
         session.setdefault("status", "normal")
         self.save(session)
         return session
+
+    def _purge(self, now: float) -> None:
+        """Forget sessions that expired more than a lifetime ago, in memory and on disk.
+
+        Runs at most once per tenth of a lifetime of the clock (which may also be set
+        back). Until a session is forgotten its use answers "expired"; afterwards, that it
+        does not exist. Without this every session ever created stayed in memory, a
+        download session with its snapshot's file list.
+        """
+        if self._last_purge <= now < self._last_purge + self.lifetime / 10:
+            return
+        self._last_purge = now
+        cutoff = now - self.lifetime
+        with self._guard:
+            old = [sid for sid, s in self._sessions.items() if s["expires"] < cutoff]
+            for sid in old:
+                del self._sessions[sid]
+                self._locks.pop(sid, None)
+        for sid in old:
+            (self.dir / f"{sid}.json").unlink(missing_ok=True)
 
     def save(self, session: dict[str, Any]) -> None:
         atomic_write_json(self.dir / f"{session['id']}.json", session)

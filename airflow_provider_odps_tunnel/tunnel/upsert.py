@@ -197,6 +197,7 @@ class TableUpsertSession(TableSession):
         start = time.monotonic()
         delay = 1.0
         while True:
+            failure: TunnelError | None = None
             try:
                 self._request(
                     "POST",
@@ -209,6 +210,7 @@ class TableUpsertSession(TableSession):
                 self.status = SessionStatus.Committed
             except (TunnelConnectionError, InternalServerError) as exc:
                 log.warning("commit of upsert session %s: %s; checking its state", self.id, exc)
+                failure = exc
             if async_ or self.status == SessionStatus.Committed:
                 break
             if self.status not in (SessionStatus.Normal, SessionStatus.Committing):
@@ -216,10 +218,15 @@ class TableUpsertSession(TableSession):
                     f"upsert commit failed: session is {self.status.value}", **self._context()
                 )
             if time.monotonic() - start + delay > self._commit_timeout:
-                raise CommitTimeout(
-                    f"upsert session still {self.status.value} after {self._commit_timeout} s",
-                    **self._context(),
+                state = (
+                    f"unreachable ({type(failure).__name__}: {failure.message}); last seen "
+                    if failure is not None
+                    else ""
                 )
+                raise CommitTimeout(
+                    f"upsert session {state}{self.status.value} after {self._commit_timeout} s",
+                    **self._context(),
+                ) from failure
             time.sleep(delay)
             delay = min(8.0, delay * 2)
 

@@ -286,6 +286,20 @@ def test_commit_timeout_names_the_session(slow_emulator, slow_tunnel, slow_table
     assert table_rows(slow_emulator, slow_table) == [expected[k] for k in sorted(expected)]
 
 
+def test_commit_timeout_on_an_unreachable_server_keeps_the_cause(
+    tunnel, emulator, pk_table, faults
+):
+    """A commit that cannot reach the service says so, rather than "still NORMAL"."""
+    session = tunnel.create_upsert_session(pk_table, commit_timeout=0.5)
+    write_rows(session)
+    faults.add(kind="status", status=503, method="POST", session_kind="upsert", times=0)
+    with pytest.raises(errors.CommitTimeout) as info:
+        session.commit()
+    assert "unreachable" in str(info.value) and session.id in str(info.value)
+    assert isinstance(info.value.__cause__, errors.InternalServerError)
+    assert table_rows(emulator, pk_table) == []  # nothing committed
+
+
 def test_committing_session_never_turns_expired(slow_emulator, slow_tunnel, slow_table):
     session = slow_tunnel.create_upsert_session(slow_table, lifecycle=1)
     with session.open_upsert_stream() as stream:

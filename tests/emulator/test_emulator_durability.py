@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 
@@ -111,3 +113,45 @@ def test_kill_9_during_commit_is_all_or_nothing(tmp_path, point, committed):
     finally:
         if emu.running:
             emu.stop()
+
+
+def test_overwrite_retried_after_a_crash_removes_the_replaced_files(tmp_path):
+    """A crash between an overwrite's publish and its clean-up leaves the replaced data files
+    on disk; the client's retried commit (already applied) must still remove them."""
+    emu = Emulator(tmp_path, subprocess=True)
+    emu.catalog.create_table(emu.project, "t", TableSchema(parse_columns("k bigint, v string")))
+    emu.start()
+    try:
+        tunnel = _tunnel(emu)
+        base = tunnel.create_upload_session("t")
+        _write(base, 0, range(5))
+        base.commit([0])
+        session = tunnel.create_upload_session("t", overwrite=True)
+        _write(session, 0, range(100, 110))
+        emu.faults.add(kind="delay", point="commit:published", seconds=60)
+        thread = threading.Thread(target=lambda: _commit_quietly(session), daemon=True)
+        thread.start()
+        _wait_for(lambda: emu.faults.injected, "the commit to be published")
+        emu.kill()
+        thread.join(30)
+
+        emu.start()
+        assert _keys(emu, "t") == list(range(100, 110))
+        _tunnel(emu).create_upload_session("t", upload_id=session.id).commit([0])
+        info = emu.catalog.get_table(emu.project, "t")
+        manifest_files = {
+            f["name"] for p in (info.path / "partitions").glob("*.json") for f in _json(p)["files"]
+        }
+        assert {p.name for p in info.data_dir.glob("*.parquet")} == manifest_files
+    finally:
+        if emu.running:
+            emu.stop()
+
+
+def _commit_quietly(session) -> None:
+    with contextlib.suppress(Exception):  # the server dies under it
+        session.commit([0])
+
+
+def _json(path):
+    return json.loads(path.read_text())

@@ -159,7 +159,9 @@ async def commit(call: Call) -> Response:
 
 def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
     state = call.state
-    with state.sessions.locked(session_id):
+    # The table lock before the session's, as _register_block takes them: the other order
+    # deadlocked a commit racing a block PUT of its session, and with it the whole table.
+    with state.catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("upload", session_id, info.table_id)
         if session["status"] == "closed":
             return session
