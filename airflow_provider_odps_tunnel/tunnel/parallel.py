@@ -2,7 +2,7 @@
 
 The service caps the speed of each download request, so a large table is read faster as
 many ranges at once. :func:`iter_arrow_batches` yields Arrow batches in row order while
-``n_workers`` ranges are in flight; memory stays near ``n_workers`` ranges of rows
+the other ranges are read; it holds at most ``max(n_workers, 2)`` ranges of rows,
 whatever the table size. :func:`download_to_files` writes each range to its own Parquet
 or Arrow IPC file instead, holding one batch per worker.
 Every range reader resumes by itself after a broken connection.
@@ -41,7 +41,7 @@ def split_ranges(start: int, count: int, rows_per_range: int) -> list[tuple[int,
 
 def _default_range_rows(count: int, n_workers: int) -> int:
     # One range per worker is the fewest requests; the cap bounds memory, since each
-    # range in flight is held whole until its turn comes (n_workers of them at most).
+    # range in flight is held whole until its turn comes (max(n_workers, 2) at most).
     return max(10_000, min(MAX_RANGE_ROWS, -(-count // max(1, n_workers))))
 
 
@@ -74,21 +74,26 @@ def iter_arrow_batches(
     options = {"compress": compress, "columns": columns, "append_partitions": append_partitions}
     meter = Progress("parallel download", progress)
     pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max(1, n_workers), thread_name_prefix="tunnel-download") as pool:
+    workers = max(1, n_workers)
+    with ThreadPoolExecutor(workers, thread_name_prefix="tunnel-download") as pool:
         todo = iter(ranges)
+
+        def read_ahead(limit: int) -> None:
+            while len(pending) < limit and (nxt := next(todo, None)) is not None:
+                pending.append(pool.submit(_read_range, session, *nxt, options))
+
         try:
-            for first, n in todo:
-                pending.append(pool.submit(_read_range, session, first, n, options))
-                if len(pending) >= n_workers:
-                    break
+            read_ahead(workers)
             while pending:
                 batches = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(_read_range, session, *nxt, options))
+                # While this range is consumed, the others keep reading (one worker reads
+                # the next range), so at most max(n_workers, 2) ranges are held.
+                read_ahead(max(1, workers - 1))
                 for batch in batches:
                     meter.add(batch.num_rows, batch.nbytes)
                     yield batch
+                del batches
+                read_ahead(workers)
         finally:
             for fut in pending:
                 fut.cancel()

@@ -6,10 +6,9 @@ Guarantees beyond the bare protocol:
   encoding and sending overlap; a session has one such block in flight at a time, and an
   error of a background send is raised by the next ``write``, ``flush`` or ``close``;
 * the buffered writers open on one session share one memory budget (:class:`WriterMemory`):
-  with n of them open, each cuts its blocks at ``buffer_size / n`` (never below
-  :data:`MIN_BLOCK_SIZE`), so a session holds about ``buffer_size`` plus one block in
-  flight, whether one thread writes or many; one writer alone cuts at ``buffer_size``,
-  as in pyodps;
+  one writer alone cuts at ``buffer_size`` as in pyodps; n > 1 of them cut their blocks
+  at ``buffer_size / (n + 1)`` (never below :data:`MIN_BLOCK_SIZE`), so together with the
+  block in flight they hold about one ``buffer_size`` however many threads write;
 * a failed block PUT is re-sent whole (a block id is idempotent: the last complete PUT of
   an id wins), by the transport for connection failures, 5xx and throttling, and by the
   writer when ``on_exception`` says so; a block streamed under an explicit id is spooled
@@ -92,11 +91,12 @@ class BlockIdGenerator:
 class WriterMemory:
     """The memory budget that the buffered writers of one session share.
 
-    Each open writer has ``block_limit`` (where it cuts its block) set to its buffer size
-    divided by the number of writers open, but not below :data:`MIN_BLOCK_SIZE` (nor
-    above its buffer size), and updated whenever a writer opens or closes. Together they
-    thus buffer about one ``buffer_size``, however many threads write, and at most one
-    block is in flight in the background (:attr:`send_slots`).
+    Each open writer has ``block_limit`` (where it cuts its block) set whenever a writer
+    opens or closes: one writer alone cuts at its ``buffer_size`` (and one more block may
+    be in flight, as in pyodps); n > 1 writers cut at ``buffer_size / (n + 1)``, never
+    below :data:`MIN_BLOCK_SIZE` (nor above the buffer size), so the blocks they fill and
+    the one in flight in the background (:attr:`send_slots`) together hold about one
+    ``buffer_size``, however many threads write.
     """
 
     def __init__(self) -> None:
@@ -115,9 +115,12 @@ class WriterMemory:
             self._share()
 
     def _share(self) -> None:
+        # Alone, a writer fills one buffer while the previous one is sent, as in pyodps;
+        # n > 1 writers share one buffer between the blocks they fill and the one in flight.
         n = len(self._writers)
+        parts = n + 1 if n > 1 else 1
         for writer, size in self._writers:
-            writer.block_limit = max(min(size, MIN_BLOCK_SIZE), size // n)
+            writer.block_limit = max(min(size, MIN_BLOCK_SIZE), size // parts)
 
 
 class _BlockSender:

@@ -37,6 +37,31 @@ def test_parallel_batches_come_in_order(big, faults):
     assert pa.Table.from_batches(part).column("id").to_pylist() == list(range(100, 150))
 
 
+@pytest.mark.parametrize("n_workers", [1, 2, 3])
+def test_parallel_batches_hold_few_ranges(big, monkeypatch, n_workers):
+    """Ranges come in order, and no more than max(n_workers, 2) of them are held at once:
+    ranges asked for and not yet fully handed out, the one being consumed included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from airflow_provider_odps_tunnel.tunnel import parallel
+
+    submitted = [0]
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            submitted[0] += 1
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "ThreadPoolExecutor", CountingPool)
+    ids, most = [], 0
+    for batch in iter_arrow_batches(big, n_workers=n_workers, rows_per_range=300):
+        done = len(ids) // 300  # ranges handed out whole before this batch: released
+        most = max(most, submitted[0] - done)
+        ids.extend(batch.column("id").to_pylist())
+    assert ids == list(range(3000))
+    assert most <= max(n_workers, 2)
+
+
 @pytest.mark.parametrize("file_format", ["parquet", "arrow"])
 def test_download_to_files(big, tmp_path, file_format):
     paths = download_to_files(
