@@ -8,9 +8,12 @@ import time
 from collections import Counter
 from urllib.parse import parse_qsl, unquote, urlencode
 
+import pytest
 import requests
 
 from airflow_provider_odps_tunnel.tunnel.signing import authorization, canonical_string
+
+from .conftest import show
 
 TIMEOUT = 10
 
@@ -136,6 +139,20 @@ def fuzz_lines(module: str) -> list[str]:
         f"{module}: {sum(mine.values())} fuzz cases run: {mine}",
         f"fuzz cases run so far in this session (all modules): {sum(FUZZ_CASES.values())}",
     ]
+
+
+def fuzz_report(module: str):
+    """A module-scoped autouse fixture for a fuzz module: prints the module's case count at
+    the end, and fails if any request of the module was answered with a 5xx."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def report(request, emulator):
+        mark = request_log_mark(emulator)
+        yield
+        show(request, fuzz_lines(module))
+        assert server_errors_since(emulator, mark) == []
+
+    return report
 
 
 def expect_odps_answer(resp: requests.Response, ok: tuple[int, ...] = (200,)) -> None:

@@ -26,18 +26,15 @@ from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.schema import Column, TableSchema
 from airflow_provider_odps_tunnel.tunnel.signing import authorization, canonical_string, http_date
 
-from .conftest import show
 from .helpers import (
     FUZZ_CASES,
     TIMEOUT,
     assert_odps_error,
     expect_odps_answer,
-    fuzz_lines,
+    fuzz_report,
     fuzz_settings,
     mutations,
     project_fingerprint,
-    request_log_mark,
-    server_errors_since,
     signed_raw,
 )
 
@@ -52,13 +49,7 @@ def count(test: str) -> None:
     FUZZ_CASES[f"{MODULE}: {test}"] += 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def print_cases(request, emulator):
-    """Print the case count; and no request of the module was answered with a 5xx."""
-    mark = request_log_mark(emulator)
-    yield
-    show(request, fuzz_lines(MODULE))
-    assert server_errors_since(emulator, mark) == []
+print_cases = fuzz_report(MODULE)
 
 
 # ---------------------------------------------------------------------------- strategies

@@ -17,15 +17,13 @@ from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder,
 from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.schema import Column
 
-from .conftest import show, table_fingerprint
+from .conftest import table_fingerprint
 from .helpers import (
     FUZZ_CASES,
     assert_odps_error,
-    fuzz_lines,
+    fuzz_report,
     fuzz_settings,
     mutations,
-    request_log_mark,
-    server_errors_since,
     signed,
 )
 
@@ -56,13 +54,7 @@ def _arrow_body() -> bytes:
 GOOD_ARROW = _arrow_body()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def print_cases(request, emulator):
-    """Print the case count; and no request of the module was answered with a 5xx."""
-    mark = request_log_mark(emulator)
-    yield
-    show(request, fuzz_lines(MODULE))
-    assert server_errors_since(emulator, mark) == []
+print_cases = fuzz_report(MODULE)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from urllib.parse import quote, quote_plus
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from provider.data import load_rows  # tests/ is on sys.path, as for every test package
 
 from airflow_provider_odps_tunnel.emulator.server import Emulator
 
@@ -142,18 +143,6 @@ def _create(emu: Emulator, name: str, columns: str, partitions: str = "", **kw) 
     return name
 
 
-def _load(emu: Emulator, table: str, partition: str | None, data: pa.Table) -> None:
-    from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
-
-    odps = ODPS(emu.access_id, emu.secret_access_key, emu.project, endpoint=emu.endpoint)
-    session = TableTunnel(odps).create_upload_session(
-        table, partition_spec=partition, create_partition=True
-    )
-    with session.open_arrow_writer(0) as writer:
-        writer.write(data)
-    session.commit([0])
-
-
 def _run_confs(emu: Emulator, tmp: Path) -> dict[str, dict]:
     """Tables and source files of each example DAG, and its run conf."""
     sales = tmp / "sales"
@@ -162,11 +151,13 @@ def _run_confs(emu: Emulator, tmp: Path) -> dict[str, dict]:
         pq.write_table(_sales(i * 100, 100), sales / f"sales-{i}.parquet")
     load = _create(emu, "scan_sales", "id bigint, item string, amount double", "ds string")
     export = _create(emu, "scan_export", "id bigint, item string, amount double", "ds string")
-    _load(emu, export, "ds=2024-03-01", _sales(0, 250))
+    load_rows(emu, export, "ds=2024-03-01", _sales(0, 250))
     customers = _create(
         emu, "scan_customers", "id bigint, name string, tier string", primary_key=["id"], buckets=4
     )
-    _load(emu, customers, None, pa.table({"id": [1, 2], "name": ["a", "b"], "tier": ["x", "y"]}))
+    load_rows(
+        emu, customers, None, pa.table({"id": [1, 2], "name": ["a", "b"], "tier": ["x", "y"]})
+    )
     changes = tmp / "changes"
     changes.mkdir()
     pq.write_table(
@@ -174,7 +165,7 @@ def _run_confs(emu: Emulator, tmp: Path) -> dict[str, dict]:
         changes / "changes-0.parquet",
     )
     orders = _create(emu, "scan_orders", "id bigint, item string, amount double", "ds string")
-    _load(emu, orders, "ds=2024-03-01", _sales(0, 5))  # present: the sensor succeeds at once
+    load_rows(emu, orders, "ds=2024-03-01", _sales(0, 5))  # present: the sensor succeeds at once
     snapshot = _create(emu, "scan_snapshot", "id bigint, name string", "ds string")
     events = _create(emu, "scan_events", "event string, value bigint")
     (tmp / "customers").mkdir()
