@@ -2,13 +2,13 @@
 
 Guarantees beyond the bare protocol:
 
-* buffered writers send a finished block in the background while the next one fills, so
-  encoding and sending overlap; a session has one such block in flight at a time, and an
-  error of a background send is raised by the next ``write``, ``flush`` or ``close``;
+* a buffered writer alone on its session sends a finished block in the background while
+  the next one fills, so encoding and sending overlap (an error of a background send is
+  raised by the next ``write``, ``flush`` or ``close``);
 * the buffered writers open on one session share one memory budget (:class:`WriterMemory`):
   one writer alone cuts at ``buffer_size`` as in pyodps; n > 1 of them cut their blocks
-  at ``buffer_size / (n + 1)`` (never below :data:`MIN_BLOCK_SIZE`), so together with the
-  block in flight they hold about one ``buffer_size`` however many threads write;
+  at ``buffer_size / n`` (never below :data:`MIN_BLOCK_SIZE`) and send them themselves,
+  so together they hold about one ``buffer_size`` however many threads write;
 * a failed block PUT is re-sent whole (a block id is idempotent: the last complete PUT of
   an id wins), by the transport for connection failures, 5xx and throttling, and by the
   writer when ``on_exception`` says so; a block streamed under an explicit id is spooled
@@ -92,17 +92,18 @@ class WriterMemory:
     """The memory budget that the buffered writers of one session share.
 
     Each open writer has ``block_limit`` (where it cuts its block) set whenever a writer
-    opens or closes: one writer alone cuts at its ``buffer_size`` (and one more block may
-    be in flight, as in pyodps); n > 1 writers cut at ``buffer_size / (n + 1)``, never
-    below :data:`MIN_BLOCK_SIZE` (nor above the buffer size), so the blocks they fill and
-    the one in flight in the background (:attr:`send_slots`) together hold about one
-    ``buffer_size``, however many threads write.
+    opens or closes. One writer alone cuts at its ``buffer_size`` and sends each block in
+    the background while it fills the next, as in pyodps: two blocks at most. n > 1
+    writers cut at ``buffer_size / n`` (never below :data:`MIN_BLOCK_SIZE`, nor above the
+    buffer size) and send their blocks themselves, while the other writers keep the
+    connections busy: together they hold about one ``buffer_size``, however many threads
+    write.
     """
 
     def __init__(self) -> None:
         self._writers: list[Any] = []
         self._lock = threading.Lock()
-        self.send_slots = threading.Semaphore(1)
+        self._background = threading.Semaphore(1)
 
     def join(self, writer: Any, buffer_size: int) -> None:
         with self._lock:
@@ -115,40 +116,44 @@ class WriterMemory:
             self._share()
 
     def _share(self) -> None:
-        # Alone, a writer fills one buffer while the previous one is sent, as in pyodps;
-        # n > 1 writers share one buffer between the blocks they fill and the one in flight.
-        n = len(self._writers)
-        parts = n + 1 if n > 1 else 1
+        n = max(1, len(self._writers))
         for writer, size in self._writers:
-            writer.block_limit = max(min(size, MIN_BLOCK_SIZE), size // parts)
+            writer.block_limit = max(min(size, MIN_BLOCK_SIZE), size // n)
+
+    def take_background_slot(self) -> bool:
+        """Whether a finished block may be sent in the background (then call
+        :meth:`release_background_slot` when it is sent): only for a writer alone."""
+        return len(self._writers) <= 1 and self._background.acquire(blocking=False)
+
+    def release_background_slot(self) -> None:
+        self._background.release()
 
 
 class _BlockSender:
-    """Sends each finished block in a background thread while the writer fills the next.
+    """Sends each finished block, in a background thread while the writer fills the next
+    when the session's :class:`WriterMemory` allows it, else at once.
 
     Calling it with a block first waits for this writer's previous block (raising its
-    error). The new block then goes to the background if the session's send slot is
-    free, else it is sent at once, so the writers of a session hold one block more than
-    they are filling at most.
+    error).
     """
 
-    def __init__(self, put: Callable[[int, Any], Any], slots: threading.Semaphore):
+    def __init__(self, put: Callable[[int, Any], Any], memory: WriterMemory):
         self._put = put
-        self._slots = slots
+        self._memory = memory
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tunnel-block")
         self._pending: Future | None = None
 
     def __call__(self, block_id: int, body: Any) -> None:
         self.wait()
-        if not self._slots.acquire(blocking=False):
+        if not self._memory.take_background_slot():
             self._put(block_id, body)
             return
         try:
             self._pending = self._pool.submit(self._put, block_id, body)
         except BaseException:
-            self._slots.release()
+            self._memory.release_background_slot()
             raise
-        self._pending.add_done_callback(lambda _: self._slots.release())
+        self._pending.add_done_callback(lambda _: self._memory.release_background_slot())
 
     def wait(self) -> None:
         """Wait for the block in flight; raise its error if it failed."""
@@ -406,7 +411,7 @@ class TableUploadSession(TableSession):
             self.schema,
             _BlockSender(
                 lambda bid, body: self._put_block(bid, body, arrow, encoding, on_exception),
-                self._writer_memory.send_slots,
+                self._writer_memory,
             ),
             self._writer_memory,
             compress_option=option,

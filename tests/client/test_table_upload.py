@@ -85,7 +85,8 @@ def test_writer_memory_divides_the_buffer_among_open_writers():
     assert writers[0].block_limit == 20 * MIB  # alone: the whole buffer, as in pyodps
     for w in writers[1:4]:
         memory.join(w, 20 * MIB)
-    assert {w.block_limit for w in writers[:4]} == {4 * MIB}  # 4 filling + 1 in flight
+    assert {w.block_limit for w in writers[:4]} == {5 * MIB}
+    assert not memory.take_background_slot()  # n > 1 writers send their blocks themselves
     for w in writers[4:]:
         memory.join(w, 20 * MIB)
     assert {w.block_limit for w in writers} == {MIN_BLOCK_SIZE}  # 20 MiB / 33, floored
@@ -94,13 +95,16 @@ def test_writer_memory_divides_the_buffer_among_open_writers():
     assert writers[0].block_limit == 20 * MIB
     small = SimpleNamespace(block_limit=None)
     memory.join(small, 4096)  # a buffer below the floor is never raised to it
-    assert small.block_limit == 4096 and writers[0].block_limit == 20 * MIB // 3
+    assert small.block_limit == 4096 and writers[0].block_limit == 10 * MIB
+    memory.leave(small)
+    assert memory.take_background_slot()  # alone: one block in the background, as in pyodps
+    assert not memory.take_background_slot()
+    memory.release_background_slot()
 
 
 def test_parallel_buffered_writers_share_one_buffer(tunnel, emulator, emulator_table):
-    """Four writers open at once cut blocks at a fifth of buffer_size (here the 1 MiB
-    floor), so the session's memory does not grow with the number of writers; data stays
-    exact."""
+    """Four writers open at once cut blocks at a quarter of buffer_size (1 MiB here), so
+    the session's memory does not grow with the number of writers; data stays exact."""
     table = emulator_table("id bigint, payload string")
     session = tunnel.create_upload_session(table)
     payload = "x" * 1000
