@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import connection_json
 from .data import SALES_COLUMNS, create_table, read_table, write_sales_files
-from .helpers import EXAMPLES_DIR
+from .helpers import EXAMPLES_DIR, secret_forms
 from .standalone import AirflowStandalone, wait_for
 
 DAG_ID = "example_odps_load"
@@ -95,3 +95,18 @@ def test_killed_writer_is_retried_and_every_row_lands_once(standalone, odps_conn
     data = read_table(odps_conn, table, "ds=2024-05-01")
     assert data.num_rows == rows
     assert sorted(data.column("id").to_pylist()) == list(range(rows))
+
+    # Nothing the real components wrote holds the secret key: task logs of every try
+    # (killed ones included), the components' log, the metadata DB with its XComs and
+    # task state store.
+    needles = secret_forms(odps_conn.secret_access_key)
+    files = [p for p in standalone.home.rglob("*") if p.is_file()]
+    task_logs = [p for p in files if "task_id=write_blocks" in str(p) and p.suffix == ".log"]
+    assert len(task_logs) >= 5, task_logs  # four writers, one retried at least
+    assert any(p.name.startswith("airflow.db") for p in files)
+    leaked = {
+        str(p): found
+        for p in files
+        if (found := [n for n in needles if n in p.read_bytes().decode("latin-1")])
+    }
+    assert leaked == {}

@@ -28,12 +28,13 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from provider.data import load_rows  # tests/ is on sys.path, as for every test package
+from provider.helpers import secret_forms
 
 from airflow_provider_odps_tunnel.emulator.server import Emulator
 
@@ -74,23 +75,7 @@ os.environ.setdefault(
 )
 
 
-def forms(secret: str) -> set[str]:
-    """The secret as it could appear: plain, URL-encoded, hex, and base64 at any offset."""
-    raw = secret.encode()
-    found = {secret, quote(secret), quote(secret, safe=""), quote_plus(secret), raw.hex()}
-    found.add(raw.hex().upper())
-    for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + raw).decode()
-        # Skip the characters mixing padding bytes in; drop the tail that depends on
-        # what follows the secret.
-        start = (pad * 4 + 2) // 3
-        found.add(encoded[start : len(encoded) - 4])
-        urlsafe = base64.urlsafe_b64encode(b"\0" * pad + raw).decode()
-        found.add(urlsafe[start : len(urlsafe) - 4])
-    return found
-
-
-NEEDLES = sorted(forms(SECRET) | forms(STS_TOKEN) | forms(WRONG_SECRET))
+NEEDLES = sorted(secret_forms(SECRET) | secret_forms(STS_TOKEN) | secret_forms(WRONG_SECRET))
 
 
 def leaks(text: str | bytes) -> list[str]:
