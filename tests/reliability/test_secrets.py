@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from provider.data import load_rows  # tests/ is on sys.path, as for every test package
-from provider.helpers import secret_forms
+from provider.helpers import load_dag_module, secret_forms
 
 from airflow_provider_odps_tunnel.emulator.server import Emulator
 
@@ -97,17 +97,6 @@ def test_forms_detect_encoded_secrets():
 
 
 # ---------------------------------------------------------------------------- the runs
-def _load_module(path: Path):
-    import importlib.util
-
-    name = f"_secret_scan_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _sales(start: int, count: int) -> pa.Table:
     ids = list(range(start, start + count))
     return pa.table(
@@ -216,7 +205,7 @@ def scan_runs(tmp_path_factory, capfd):
             root.setLevel(logging.DEBUG)
             try:
                 for dag_id in EXAMPLE_DAGS:
-                    dag = _load_module(EXAMPLES / f"{dag_id}.py").dag
+                    dag = load_dag_module(EXAMPLES / f"{dag_id}.py").dag
                     run = dag.test(logical_date=DAY, run_conf=confs[dag_id])
                     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
                     assert run.state == "success", (dag_id, states)
@@ -224,7 +213,7 @@ def scan_runs(tmp_path_factory, capfd):
                 # A run whose connection has the wrong secret: its first task fails at once.
                 wrong = {**conn, "password": WRONG_SECRET}
                 mp.setenv("AIRFLOW_CONN_ODPS_TUNNEL_DEFAULT", json.dumps(wrong))
-                dag = _load_module(EXAMPLES / "example_odps_load.py").dag
+                dag = load_dag_module(EXAMPLES / "example_odps_load.py").dag
                 for task in dag.tasks:
                     task.retries = 0
                 failed = dag.test(
