@@ -1,4 +1,4 @@
-"""Soak: a long seeded series of ``kill -9`` crashes, then (when available) a load phase.
+"""Soak: a long seeded series of ``kill -9`` crashes, then a load phase.
 
 Run on purpose, not as a test::
 
@@ -14,15 +14,13 @@ with the seed to replay it. Prints: crashes injected, commits verified all-or-no
 transfers completed exactly once, wall time.
 
 Load phase: ``tests/reliability/load_scenario.py``'s ``run_load(...)`` against the same
-emulator, when that module exists (``--load-seconds 0`` skips it); afterwards every table
-of the crash phase is verified again.
+emulator (``--load-seconds 0`` skips it); afterwards every table of the crash phase is
+verified again.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import logging
 import random
 import shutil
@@ -30,12 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))  # the scenario modules live in the test package "reliability"
 
 from reliability.crash_scenarios import JOBS, CrashHarness, random_case  # noqa: E402
+from reliability.load_scenario import format_figures, run_load  # noqa: E402
 
 
 def crash_phase(harness: CrashHarness, crashes: int, max_kills: int, verbose: bool) -> None:
@@ -62,67 +60,24 @@ def crash_phase(harness: CrashHarness, crashes: int, max_kills: int, verbose: bo
 
 
 # ------------------------------------------------------------------------------ load phase
-# Written by another helper: tests/reliability/load_scenario.py defines
-# run_load(<endpoint info>..., seconds, writers, readers) -> dict. Its parameters are
-# matched by name against what the emulator offers below; the dict it returns is printed.
-LOAD_MODULE = TESTS / "reliability" / "load_scenario.py"
 
 
 def load_phase(
-    harness: CrashHarness, seconds: float, writers: int | None, readers: int | None, seed: int
+    harness: CrashHarness, seconds: float, writers: int, readers: int, seed: int
 ) -> bool:
-    """Run the load phase if its module exists; False if it reported problems."""
+    """The load of ``tests/reliability/load_scenario.py`` against the same emulator, then
+    the crash phase's tables checked again; False if the load reported problems."""
     if seconds <= 0:
         print("load phase: skipped (--load-seconds 0)")
         return True
-    if not LOAD_MODULE.exists():
-        print(f"load phase: {LOAD_MODULE.relative_to(TESTS.parent)} not found; skipped")
-        return True
-    spec = importlib.util.find_spec("reliability.load_scenario")
-    if spec is None:
-        print("load phase: reliability.load_scenario cannot be imported; skipped")
-        return True
-    from reliability.load_scenario import run_load  # an optional module
-
-    emu = harness.emu
-    offered: dict[str, Any] = {
-        "emulator": emu,
-        "emu": emu,
-        "endpoint": emu.endpoint,
-        "tunnel_endpoint": emu.tunnel_endpoint,
-        "access_id": emu.access_id,
-        "secret_access_key": emu.secret_access_key,
-        "project": emu.project,
-        "data_dir": emu.data_dir,
-        "seconds": seconds,
-        "seed": seed,
-    }
-    if writers is not None:  # else run_load's own defaults
-        offered["writers"] = writers
-    if readers is not None:
-        offered["readers"] = readers
-    params = inspect.signature(run_load).parameters
-    missing = [
-        name
-        for name, p in params.items()
-        if p.default is inspect.Parameter.empty
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        and name not in offered
-    ]
-    if missing:
-        print(f"load phase: run_load needs {missing}, which this hook does not know; skipped")
-        return True
-    takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in offered.items() if takes_all or k in params}
     started = time.monotonic()
-    result = run_load(**kwargs)
+    result = run_load(harness.emu, seconds, writers=writers, readers=readers, seed=seed)
     print(f"load phase ({time.monotonic() - started:.1f} s):")
-    for key, value in (result or {}).items():
-        print(f"  {key}: {value}")
+    print("\n".join(format_figures(result)))
     for table, expected in harness.done:  # the load must not disturb the crash phase's tables
         assert harness.disk_fingerprint(table) == expected, table
     print(f"  crash-phase tables intact after the load: {len(harness.done)}")
-    return not (result or {}).get("problems")
+    return not result["problems"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", default=None, help="default: a temporary directory, removed on success"
     )
     parser.add_argument("--load-seconds", type=float, default=20.0)
-    parser.add_argument("--writers", type=int, default=None, help="default: run_load's")
-    parser.add_argument("--readers", type=int, default=None, help="default: run_load's")
+    parser.add_argument("--writers", type=int, default=32, help="block writers of the load")
+    parser.add_argument("--readers", type=int, default=8, help="readers of the load")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)

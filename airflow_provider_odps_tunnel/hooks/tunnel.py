@@ -189,6 +189,29 @@ class OdpsTunnelHook(BaseHook):
 
     # -- upload sessions ---------------------------------------------------------------------
 
+    def _opened(
+        self,
+        kind: str,
+        session: Any,
+        table: str,
+        partition: str | None,
+        compression: str | None,
+        **extra: Any,
+    ) -> SessionRef:
+        """The reference of a session just opened on ``table`` (logged, with the row count
+        of a download)."""
+        ref = SessionRef(
+            kind,
+            session.id,
+            table=table,
+            partition=partition or None,
+            compression=compression,
+            **extra,
+        )
+        rows = f": {session.count} rows" if kind == "download" else ""
+        self.log.info("Opened %s session %s on %s%s", kind, session.id, ref.target, rows)
+        return ref
+
     def create_upload_session(
         self,
         table: str,
@@ -209,15 +232,9 @@ class OdpsTunnelHook(BaseHook):
             create_partition=create_partition,
             tags=tags,
         )
-        ref = SessionRef(
-            "upload",
-            session.id,
-            table=qualified,
-            partition=partition or None,
-            compression=compression,
-            overwrite=overwrite,
+        ref = self._opened(
+            "upload", session, qualified, partition, compression, overwrite=overwrite
         )
-        self.log.info("Opened upload session %s on %s", session.id, ref.target)
         return ref, session
 
     def upload_session(self, ref: SessionRef) -> TableUploadSession:
@@ -273,17 +290,7 @@ class OdpsTunnelHook(BaseHook):
             partition_spec=partition or None,
             compress_option=_compress_option(compression),
         )
-        ref = SessionRef(
-            "download",
-            session.id,
-            table=qualified,
-            partition=partition or None,
-            compression=compression,
-        )
-        self.log.info(
-            "Opened download session %s on %s: %d rows", session.id, ref.target, session.count
-        )
-        return ref, session
+        return self._opened("download", session, qualified, partition, compression), session
 
     def create_instance_download_session(
         self, instance_id: str, *, compression: str | None = None
@@ -372,15 +379,7 @@ class OdpsTunnelHook(BaseHook):
             compress_option=_compress_option(compression),
             lifecycle=lifecycle,
         )
-        ref = SessionRef(
-            "upsert",
-            session.id,
-            table=qualified,
-            partition=partition or None,
-            compression=compression,
-        )
-        self.log.info("Opened upsert session %s on %s", session.id, ref.target)
-        return ref, session
+        return self._opened("upsert", session, qualified, partition, compression), session
 
     def upsert_batches(
         self,
@@ -443,15 +442,7 @@ class OdpsTunnelHook(BaseHook):
             compress_option=_compress_option(compression),
             create_partition=create_partition,
         )
-        ref = SessionRef(
-            "stream",
-            session.id,
-            table=qualified,
-            partition=partition or None,
-            compression=compression,
-        )
-        self.log.info("Opened stream upload session %s on %s", session.id, ref.target)
-        return ref, session
+        return self._opened("stream", session, qualified, partition, compression), session
 
     @staticmethod
     def write_stream(

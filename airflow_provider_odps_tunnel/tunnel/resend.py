@@ -10,12 +10,20 @@ writer left its ``with`` block by an exception) is never re-sent: it is incomple
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-__all__ = ["SpooledBody"]
+from .errors import InternalServerError, Throttled, TunnelConnectionError
+
+__all__ = ["SpooledBody", "send_resendable", "RESENDABLE"]
+
+log = logging.getLogger(__name__)
 
 _READ = 1 << 20
+#: Failures of a streamed body that sending it again whole can cure.
+RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 
 
 class SpooledBody:
@@ -63,3 +71,23 @@ class SpooledBody:
 
     def close(self) -> None:
         self._spool.close()
+
+
+def send_resendable(
+    chunks: Iterable[bytes], send: Callable[[Iterable[bytes], bool], Any], what: str
+) -> Any:
+    """Send a one-shot streamed body with ``send(body, repeatable)``, spooling it as it goes;
+    after a :data:`RESENDABLE` failure, send it once more whole from the spool
+    (``repeatable`` True: the transport may then retry it too). ``what`` names the body in
+    the log."""
+    body = SpooledBody(chunks)
+    try:
+        try:
+            return send(body.first_pass(), False)
+        except RESENDABLE as exc:
+            if not body.drain():
+                raise
+            log.warning("%s failed while streaming (%s); sending it again", what, exc)
+        return send(body, True)
+    finally:
+        body.close()

@@ -39,14 +39,13 @@ from .errors import (
     InternalServerError,
     SessionStateError,
     StatusConflict,
-    Throttled,
     TunnelConnectionError,
     TunnelError,
 )
 from .options import options
 from .partition import PartitionSpec
 from .record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
-from .resend import SpooledBody
+from .resend import send_resendable
 from .rest import RestClient
 from .schema import TableSchema
 from .table_session import SessionStatus, TableSession
@@ -57,8 +56,6 @@ log = logging.getLogger(__name__)
 
 OnException = Callable[[BaseException], bool] | None
 _COMMITTED = (SessionStatus.Closed, SessionStatus.Committed)
-# Failures of a streamed block that sending it again can cure.
-_RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 # Smallest block a shared budget cuts: smaller blocks cost more in requests than they save,
 # and a session holds at most 20,000 blocks.
 MIN_BLOCK_SIZE = 1 << 20
@@ -139,21 +136,22 @@ class _BlockSender:
 
     def __init__(self, put: Callable[[int, Any], Any], memory: WriterMemory):
         self._put = put
-        self._memory = memory
+        #: The session's shared budget, which the writer joins.
+        self.memory = memory
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tunnel-block")
         self._pending: Future | None = None
 
     def __call__(self, block_id: int, body: Any) -> None:
         self.wait()
-        if not self._memory.take_background_slot():
+        if not self.memory.take_background_slot():
             self._put(block_id, body)
             return
         try:
             self._pending = self._pool.submit(self._put, block_id, body)
         except BaseException:
-            self._memory.release_background_slot()
+            self.memory.release_background_slot()
             raise
-        self._pending.add_done_callback(lambda _: self._memory.release_background_slot())
+        self._pending.add_done_callback(lambda _: self.memory.release_background_slot())
 
     def wait(self) -> None:
         """Wait for the block in flight; raise its error if it failed."""
@@ -170,15 +168,13 @@ class _PipelinedMixin:
     ``close`` wait for its block in flight."""
 
     _sender: _BlockSender
-    _memory: WriterMemory
 
-    def _pipeline(self, sender: _BlockSender, memory: WriterMemory, buffer_size: int) -> None:
+    def _pipeline(self, sender: _BlockSender, buffer_size: int) -> None:
         self._sender = sender
-        self._memory = memory
-        memory.join(self, buffer_size)
+        sender.memory.join(self, buffer_size)
 
     def _finish(self) -> None:
-        self._memory.leave(self)
+        self._sender.memory.leave(self)
         self._sender.shutdown()
 
     def close(self) -> Any:
@@ -204,9 +200,9 @@ class _PipelinedMixin:
 class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
     """A :class:`BufferedRecordWriter` that sends each block while the next one fills."""
 
-    def __init__(self, schema: TableSchema, sender: _BlockSender, memory: WriterMemory, **kw: Any):
+    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
         super().__init__(schema, sender, **kw)
-        self._pipeline(sender, memory, self._buffer_size)
+        self._pipeline(sender, self._buffer_size)
 
     def flush(self) -> None:
         """Send what is buffered as a block now and wait until it is stored."""
@@ -217,9 +213,9 @@ class PipelinedRecordWriter(_PipelinedMixin, BufferedRecordWriter):
 class PipelinedArrowWriter(_PipelinedMixin, BufferedArrowWriter):
     """A :class:`BufferedArrowWriter` that sends each block while the next one fills."""
 
-    def __init__(self, schema: TableSchema, sender: _BlockSender, memory: WriterMemory, **kw: Any):
+    def __init__(self, schema: TableSchema, sender: _BlockSender, **kw: Any):
         super().__init__(schema, sender, **kw)
-        self._pipeline(sender, memory, self.buffer_size)
+        self._pipeline(sender, self.buffer_size)
 
 
 class TableUploadSession(TableSession):
@@ -317,17 +313,11 @@ class TableUploadSession(TableSession):
     ) -> Any:
         """PUT a block streamed as it is written; after a broken connection or a 5xx, send
         it again whole from a spooled copy."""
-        body = SpooledBody(chunks)
-        try:
-            try:
-                return self._put_block(block_id, body.first_pass(), arrow, encoding, None)
-            except _RESENDABLE as exc:
-                if not body.drain():
-                    raise
-                log.warning("block %d failed while streaming (%s); sending it again", block_id, exc)
-            return self._put_block(block_id, body, arrow, encoding, None)
-        finally:
-            body.close()
+        return send_resendable(
+            chunks,
+            lambda body, _repeatable: self._put_block(block_id, body, arrow, encoding, None),
+            f"block {block_id}",
+        )
 
     def _writer_ids(
         self,
@@ -413,7 +403,6 @@ class TableUploadSession(TableSession):
                 lambda bid, body: self._put_block(bid, body, arrow, encoding, on_exception),
                 self._writer_memory,
             ),
-            self._writer_memory,
             compress_option=option,
             buffer_size=buffer_size,
             block_id=first,

@@ -18,9 +18,9 @@ from typing import Any, BinaryIO
 from .base import BaseTunnel, build_compress_option, normalize_tags
 from .body import StreamingBody
 from .compression import CompressOption, decompressing_stream, make_compressor
-from .errors import InternalServerError, Throttled, TunnelConnectionError, TunnelError
+from .errors import TunnelError
 from .options import options
-from .resend import SpooledBody
+from .resend import send_resendable
 from .resources import project_resource, quote_name, volume_resource
 from .rest import ResponseStream, RestClient
 from .volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
@@ -36,7 +36,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 _ZLIB = CompressOption.CompressAlgorithm.ODPS_ZLIB
 _RAW = CompressOption.CompressAlgorithm.ODPS_RAW
 
@@ -268,21 +267,13 @@ class VolumeUploadSession(_VolumeSession):
         def post(chunks: Iterator[bytes]) -> Any:
             if append:  # a second append would add the bytes twice
                 return self._request("POST", params=params, headers=headers, data=chunks)
-            body = SpooledBody(chunks)
-            try:
-                try:
-                    return self._request(
-                        "POST", params=params, headers=headers, data=body.first_pass()
-                    )
-                except _RESENDABLE as exc:
-                    if not body.drain():
-                        raise
-                    log.warning("volume file %s failed (%s); sending it again", file_name, exc)
-                return self._request(
-                    "POST", params=params, headers=headers, data=body, retry_post=True
-                )
-            finally:
-                body.close()
+            return send_resendable(
+                chunks,
+                lambda body, repeatable: self._request(
+                    "POST", params=params, headers=headers, data=body, retry_post=repeatable
+                ),
+                f"volume file {file_name}",
+            )
 
         return VolumeWriter(post, option)
 

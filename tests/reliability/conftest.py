@@ -1,39 +1,13 @@
-"""Fixtures of the reliability suite: fast retries, our client, checksums of table contents."""
+"""Fixtures of the reliability suite: fast retries, our client (both shared with the client
+tests), checksums of table contents."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import pytest
-
-from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
-from airflow_provider_odps_tunnel.tunnel.options import options
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(options, "retry_delay", 0.001)
-    monkeypatch.setattr(options, "retry_max_delay", 0.01)
-
-
-@pytest.fixture
-def odps(emulator) -> ODPS:
-    return ODPS(
-        emulator.access_id, emulator.secret_access_key, emulator.project, endpoint=emulator.endpoint
-    )
-
-
-@pytest.fixture
-def tunnel(odps: ODPS) -> TableTunnel:
-    return TableTunnel(odps)
-
-
-@pytest.fixture
-def faults(emulator) -> Iterator:
-    emulator.faults.clear()
-    yield emulator.faults
-    emulator.faults.clear()
+from client.conftest import fast_retries, faults, odps, tunnel  # noqa: F401 - fixtures
 
 
 def fingerprint(rows: Iterable[Iterable]) -> tuple[int, str]:
