@@ -36,7 +36,7 @@ find_python = for p in python3.11 python3; do \
 
 venv: $(STAMP)
 
-$(STAMP): $(LOCK) setup.cfg setup.py airflow_provider_odps_tunnel/tunnel/_record_codec_c.pyx
+$(STAMP): $(LOCK) setup.cfg setup.py airflow_provider_odps_tunnel/tunnel/codec/_record_codec_c.pyx
 	@if [ ! -x $(PYTHON) ]; then \
 	  py=$$($(find_python)); \
 	  if [ -z "$$py" ]; then echo "error: need python3.11 (or a python3 >= 3.11) on PATH" >&2; exit 1; fi; \

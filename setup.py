@@ -1,6 +1,6 @@
 """Builds the compiled record codec; the package metadata lives in setup.cfg.
 
-``airflow_provider_odps_tunnel.tunnel._record_codec_c`` is optional at run time: when it is
+``airflow_provider_odps_tunnel.tunnel.codec._record_codec_c`` is optional at run time: when it is
 missing, ``record_codec`` falls back to the pure-Python reference. The build needs Cython
 (listed in pyproject.toml's build requirements and in the ``dev`` extra) and a C compiler.
 """
@@ -10,8 +10,8 @@ from setuptools import Extension, setup
 
 extensions = [
     Extension(
-        "airflow_provider_odps_tunnel.tunnel._record_codec_c",
-        ["airflow_provider_odps_tunnel/tunnel/_record_codec_c.pyx"],
+        "airflow_provider_odps_tunnel.tunnel.codec._record_codec_c",
+        ["airflow_provider_odps_tunnel/tunnel/codec/_record_codec_c.pyx"],
         extra_compile_args=["-O3"],
     )
 ]

@@ -15,15 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from airflow_provider_odps_tunnel.tunnel import TableSchema, options
-from airflow_provider_odps_tunnel.tunnel.arrow_framing import (
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
     ArrowFrameDecoder,
     ArrowFrameEncoder,
     read_payload_batches,
     serialize_batch,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_reader import TunnelArrowReader
-from airflow_provider_odps_tunnel.tunnel.arrow_types import odps_schema_to_arrow_schema
-from airflow_provider_odps_tunnel.tunnel.arrow_writer import ArrowWriter
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import odps_schema_to_arrow_schema
+from airflow_provider_odps_tunnel.tunnel.io.arrow_reader import TunnelArrowReader
+from airflow_provider_odps_tunnel.tunnel.io.arrow_writer import ArrowWriter
 
 SCHEMA = TableSchema.from_lists(
     ["id", "score", "name", "flag", "ts", "amount"],

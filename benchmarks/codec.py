@@ -21,7 +21,7 @@ What each row of the table times (data preparation is never timed):
   encodes ``record.values`` with ``RecordEncoder.encode``, pyodps calls ``write(record)``.
 * Arrow framing encode / decode: ``ArrowWriter(schema, request_callback)`` writing the
   table as one call / ``TunnelArrowReader(schema, stream_creator).read()``, for both
-  (ours from ``airflow_provider_odps_tunnel.tunnel.arrow_writer`` / ``arrow_reader``;
+  (ours from ``airflow_provider_odps_tunnel.tunnel.io.arrow_writer`` / ``arrow_reader``;
   "n/a" when those modules are missing).
 
 Before timing, each side's record body is decoded by the other side and compared with the
@@ -122,8 +122,11 @@ class Ours:
     """Our codec's operations on one schema."""
 
     def __init__(self, names: list[str], types: list[str]):
-        from airflow_provider_odps_tunnel.tunnel.record_codec import RecordDecoder, RecordEncoder
-        from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
+        from airflow_provider_odps_tunnel.tunnel.codec.record_codec import (
+            RecordDecoder,
+            RecordEncoder,
+        )
+        from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 
         self.schema = TableSchema.from_lists(names, types)
         self.columns = self.schema.simple_columns
@@ -156,7 +159,7 @@ class Ours:
         return self.decoder_cls(self.columns, io.BytesIO(body), tz=dt.UTC).read_rows(10**12)
 
     def build_and_encode(self, rows: list[tuple]) -> bytearray:
-        from airflow_provider_odps_tunnel.tunnel.record import Record
+        from airflow_provider_odps_tunnel.tunnel.codec.record import Record
 
         encoder = self.encoder_cls(self.columns, tz=dt.UTC)
         out = bytearray()
@@ -167,7 +170,7 @@ class Ours:
         return out
 
     def arrow_encode(self, table: Any) -> bytes:
-        from airflow_provider_odps_tunnel.tunnel.arrow_writer import ArrowWriter
+        from airflow_provider_odps_tunnel.tunnel.io.arrow_writer import ArrowWriter
 
         chunks: list[bytes] = []
         writer = ArrowWriter(self.schema, lambda body: chunks.extend(body))
@@ -176,7 +179,7 @@ class Ours:
         return b"".join(chunks)
 
     def arrow_decode(self, body: bytes) -> int:
-        from airflow_provider_odps_tunnel.tunnel.arrow_reader import TunnelArrowReader
+        from airflow_provider_odps_tunnel.tunnel.io.arrow_reader import TunnelArrowReader
 
         return TunnelArrowReader(self.schema, lambda start: io.BytesIO(body)).read().num_rows
 
@@ -348,7 +351,7 @@ def main() -> None:
 
     from odps import __version__ as odps_version
 
-    from airflow_provider_odps_tunnel.tunnel import record_codec
+    from airflow_provider_odps_tunnel.tunnel.codec import record_codec
 
     print(
         f"rows={args.rows:,} repeat={args.repeat} pyodps={odps_version} "

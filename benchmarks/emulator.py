@@ -27,8 +27,8 @@ import uvicorn
 
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.emulator.cli import parse_columns
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 
 SCHEMA = "a bigint, b double, c string, d boolean, e datetime, f decimal(18,4)"
 BATCH_ROWS = 65536

@@ -97,8 +97,8 @@ class PeakRss:
 
 
 def wire_bytes_per_row() -> float:
-    from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-    from airflow_provider_odps_tunnel.tunnel.schema import Column
+    from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+    from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
     columns = [Column(n, t) for n, t in zip(NAMES, TYPES, strict=True)]
     rows = sample_rows(4096)
@@ -302,7 +302,7 @@ def main() -> None:
 
     from airflow_provider_odps_tunnel.emulator import Emulator
     from airflow_provider_odps_tunnel.emulator.cli import parse_columns
-    from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
+    from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 
     per_row = wire_bytes_per_row()
     n_rows = int(args.gb * 1e9 / per_row)

@@ -14,22 +14,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_odps_tunnel.tunnel import options
-from airflow_provider_odps_tunnel.tunnel.arrow_framing import (
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
     EMPTY_BODY,
     ArrowFrameDecoder,
     ArrowFrameEncoder,
     read_payload_batches,
     serialize_batch,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_types import odps_schema_to_arrow_schema
-from airflow_provider_odps_tunnel.tunnel.arrow_writer import ArrowWriter
-from airflow_provider_odps_tunnel.tunnel.crc import crc32c
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import odps_schema_to_arrow_schema
+from airflow_provider_odps_tunnel.tunnel.codec.crc import crc32c
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 from airflow_provider_odps_tunnel.tunnel.errors import (
     ChecksumError,
     DataStreamError,
     StreamTruncatedError,
 )
-from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.io.arrow_writer import ArrowWriter
 
 TYPICAL = TableSchema.from_lists(
     ["id", "score", "name", "flag", "ts", "amount"],

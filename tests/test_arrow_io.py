@@ -21,26 +21,29 @@ from airflow_provider_odps_tunnel.tunnel import (
     StreamTruncatedError,
     TableSchema,
     TunnelError,
-    arrow_types,
     options,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_framing import (
+from airflow_provider_odps_tunnel.tunnel.codec import arrow_types
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
     EMPTY_BODY,
     ArrowFrameDecoder,
     read_payload_batches,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_reader import TunnelArrowReader
-from airflow_provider_odps_tunnel.tunnel.arrow_types import (
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import (
     TIMESTAMP_STRUCT_TYPE,
     arrow_type_to_odps_type,
     conform_table,
     odps_schema_to_arrow_schema,
     odps_type_to_arrow_type,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_writer import ArrowWriter, BufferedArrowWriter
-from airflow_provider_odps_tunnel.tunnel.compression import CompressOption, decompressing_stream
-from airflow_provider_odps_tunnel.tunnel.datetimes import datetime_to_millis
-from airflow_provider_odps_tunnel.tunnel.types import parse_type
+from airflow_provider_odps_tunnel.tunnel.codec.compression import (
+    CompressOption,
+    decompressing_stream,
+)
+from airflow_provider_odps_tunnel.tunnel.codec.datetimes import datetime_to_millis
+from airflow_provider_odps_tunnel.tunnel.codec.types import parse_type
+from airflow_provider_odps_tunnel.tunnel.io.arrow_reader import TunnelArrowReader
+from airflow_provider_odps_tunnel.tunnel.io.arrow_writer import ArrowWriter, BufferedArrowWriter
 
 Algo = CompressOption.CompressAlgorithm
 TYPICAL = TableSchema.from_lists(
@@ -685,7 +688,7 @@ def test_instance_layout_with_timestamp_structs():
     batch = pa.record_batch(
         [pa.array([1, 2]), pa.array(pairs, TIMESTAMP_STRUCT_TYPE)], schema=wire_schema
     )
-    from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder
+    from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import ArrowFrameEncoder
 
     encoder = ArrowFrameEncoder(64)
     body = b"".join(bytes(p) for p in encoder.feed(batch.serialize())) + encoder.finish()

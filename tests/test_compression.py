@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from airflow_provider_odps_tunnel.tunnel.compression import (
+from airflow_provider_odps_tunnel.tunnel.codec.compression import (
     CompressOption,
     decompressing_stream,
     make_compressor,

@@ -17,7 +17,7 @@ from airflow_provider_odps_tunnel.tunnel import (
     TableSchema,
     parse_type,
 )
-from airflow_provider_odps_tunnel.tunnel import types as t
+from airflow_provider_odps_tunnel.tunnel.codec import types as t
 
 PRIMITIVE_NAMES = [
     "tinyint",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_odps_tunnel.tunnel.hasher import RowHasher, bucket_of, hash_value
+from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher, bucket_of, hash_value
 
 D = decimal.Decimal
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")  # the zone pyodps's vectors were made in

@@ -26,19 +26,19 @@ from crc32c import crc32c
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_odps_tunnel.tunnel import record_codec
-from airflow_provider_odps_tunnel.tunnel import types as t
+from airflow_provider_odps_tunnel.tunnel.codec import record_codec
+from airflow_provider_odps_tunnel.tunnel.codec import types as t
+from airflow_provider_odps_tunnel.tunnel.codec.record import Record
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 from airflow_provider_odps_tunnel.tunnel.errors import (
     ChecksumError,
     DataStreamError,
     RecordValidationError,
     StreamTruncatedError,
 )
-from airflow_provider_odps_tunnel.tunnel.record import Record
-from airflow_provider_odps_tunnel.tunnel.schema import Column, TableSchema
 
 try:
-    from airflow_provider_odps_tunnel.tunnel import _record_codec_c
+    from airflow_provider_odps_tunnel.tunnel.codec import _record_codec_c
 except ImportError as exc:  # reported by the tests below, never skipped
     _record_codec_c = None
     _BUILD_ERROR = exc

@@ -20,10 +20,13 @@ from airflow_provider_odps_tunnel.tunnel import (
     TunnelError,
     options,
 )
-from airflow_provider_odps_tunnel.tunnel.compression import CompressOption, decompressing_stream
-from airflow_provider_odps_tunnel.tunnel.record_codec import RecordDecoder, encode_rows
-from airflow_provider_odps_tunnel.tunnel.record_reader import TunnelRecordReader
-from airflow_provider_odps_tunnel.tunnel.record_writer import BufferedRecordWriter, RecordWriter
+from airflow_provider_odps_tunnel.tunnel.codec.compression import (
+    CompressOption,
+    decompressing_stream,
+)
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import RecordDecoder, encode_rows
+from airflow_provider_odps_tunnel.tunnel.io.record_reader import TunnelRecordReader
+from airflow_provider_odps_tunnel.tunnel.io.record_writer import BufferedRecordWriter, RecordWriter
 
 TYPICAL = TableSchema.from_lists(
     ["id", "score", "name", "flag", "ts", "amount"],

@@ -18,7 +18,7 @@ import io
 import pytest
 from vector_values import case_columns, from_json, load_case, minimal_crc_varints, to_json
 
-from airflow_provider_odps_tunnel.tunnel import record_codec
+from airflow_provider_odps_tunnel.tunnel.codec import record_codec
 
 CASES = [
     "all_types_nulls",
@@ -47,7 +47,7 @@ def codec(request) -> tuple[type, type]:
     if request.param == "py":
         return record_codec.PyRecordEncoder, record_codec.PyRecordDecoder
     try:
-        from airflow_provider_odps_tunnel.tunnel import _record_codec_c
+        from airflow_provider_odps_tunnel.tunnel.codec import _record_codec_c
     except ImportError as exc:
         pytest.fail(f"the compiled record codec is not built: {exc}")
     return _record_codec_c.CRecordEncoder, _record_codec_c.CRecordDecoder

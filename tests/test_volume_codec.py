@@ -9,7 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airflow_provider_odps_tunnel.tunnel import ChecksumError, StreamTruncatedError
-from airflow_provider_odps_tunnel.tunnel.volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
+from airflow_provider_odps_tunnel.tunnel.codec.volume_framing import (
+    VolumeFrameDecoder,
+    VolumeFrameEncoder,
+)
 
 EXAMPLE = bytes.fromhex(
     "00000004 41424344 6af18610 45464748 2bc7fe16 494a b0f60f36".replace(" ", "")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_provider_odps_tunnel.tunnel import types as t
-from airflow_provider_odps_tunnel.tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec import types as t
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
 NEG_NAN = struct.unpack("<d", b"\x00\x00\x00\x00\x00\x00\xf8\xff")[0]
 

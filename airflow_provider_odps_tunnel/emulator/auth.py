@@ -14,7 +14,8 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote
 
-from ..tunnel.signing import canonical_string, signature
+from airflow_provider_odps_tunnel.tunnel.transport.signing import canonical_string, signature
+
 from .errors import EmulatorError
 
 __all__ = ["verify_request", "MAX_SKEW_SECONDS"]

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..tunnel.partition import PartitionSpec
+from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
+
 from .catalog import TableInfo
 from .errors import EmulatorError
 from .ingest import check_content_md5, receive_body

@@ -34,8 +34,9 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..tunnel.partition import PartitionSpec
-from ..tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+
 from . import columnar
 from .errors import EmulatorError
 from .fsutil import TMP_SUFFIX, atomic_write_json, fsync_dir, read_json

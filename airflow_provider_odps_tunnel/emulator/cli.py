@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..tunnel.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
+
 from .catalog import Catalog
 from .errors import EmulatorError
 

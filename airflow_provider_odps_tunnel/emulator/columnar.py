@@ -20,8 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..tunnel import types as odps
-from ..tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec import types as odps
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
 __all__ = [
     "storage_type",

@@ -16,11 +16,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..tunnel.arrow_framing import ArrowFrameEncoder
-from ..tunnel.compression import CompressOption, make_compressor
-from ..tunnel.errors import TunnelError
-from ..tunnel.record_codec import RecordEncoder
-from ..tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import ArrowFrameEncoder
+from airflow_provider_odps_tunnel.tunnel.codec.compression import CompressOption, make_compressor
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import RecordEncoder
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
+from airflow_provider_odps_tunnel.tunnel.errors import TunnelError
+
 from . import columnar
 from .catalog import DataFile
 from .errors import EmulatorError

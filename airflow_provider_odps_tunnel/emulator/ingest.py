@@ -27,11 +27,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from starlette.requests import ClientDisconnect
 
-from ..tunnel.arrow_framing import ArrowFrameDecoder, read_payload_batches
-from ..tunnel.compression import decompressing_stream
-from ..tunnel.errors import ChecksumError, DataStreamError, TunnelError
-from ..tunnel.record_codec import RecordDecoder
-from ..tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
+    ArrowFrameDecoder,
+    read_payload_batches,
+)
+from airflow_provider_odps_tunnel.tunnel.codec.compression import decompressing_stream
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import RecordDecoder
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
+from airflow_provider_odps_tunnel.tunnel.errors import ChecksumError, DataStreamError, TunnelError
+
 from . import columnar
 from .errors import EmulatorError
 

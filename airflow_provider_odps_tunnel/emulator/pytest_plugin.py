@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ..tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+
 from .cli import parse_columns
 from .server import Emulator
 

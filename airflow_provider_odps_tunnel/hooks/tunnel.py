@@ -30,18 +30,18 @@ from airflow_provider_odps_tunnel.tunnel import (
     TableTunnel,
 )
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
-from airflow_provider_odps_tunnel.tunnel.arrow_types import (
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import (
     conform_table,
     odps_schema_to_arrow_schema,
 )
-from airflow_provider_odps_tunnel.tunnel.resources import TableRef, project_resource
+from airflow_provider_odps_tunnel.tunnel.transport.resources import TableRef, project_resource
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Connection
 
-    from airflow_provider_odps_tunnel.tunnel.download_session import TableDownloadSession
-    from airflow_provider_odps_tunnel.tunnel.upload_session import TableUploadSession
+    from airflow_provider_odps_tunnel.tunnel.sessions.table_download import TableDownloadSession
+    from airflow_provider_odps_tunnel.tunnel.sessions.upload import TableUploadSession
 
 __all__ = ["OdpsTunnelHook", "BlockWrite"]
 

@@ -4,10 +4,11 @@ This layer imports nothing from Airflow: it is usable on its own and is what the
 operators and the embedded emulator build on.
 """
 
-from .arrow_reader import TunnelArrowReader
-from .arrow_writer import ArrowWriter, BufferedArrowWriter
-from .compression import CompressOption
-from .download_session import BufferedRecordReader, TableDownloadSession
+from .codec.compression import CompressOption
+from .codec.partition import PartitionSpec
+from .codec.record import Record
+from .codec.schema import Column, TableSchema
+from .codec.types import parse_type
 from .entry import ODPS
 from .errors import (
     BlockListMismatch,
@@ -19,20 +20,19 @@ from .errors import (
     TunnelError,
 )
 from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
+from .io.arrow_reader import TunnelArrowReader
+from .io.arrow_writer import ArrowWriter, BufferedArrowWriter
+from .io.record_reader import TunnelRecordReader
+from .io.record_writer import BufferedRecordWriter, RecordWriter
 from .options import options
 from .parallel import download_to_files, iter_arrow_batches
-from .partition import PartitionSpec
 from .progress import ProgressEvent
-from .record import Record
-from .record_reader import TunnelRecordReader
-from .record_writer import BufferedRecordWriter, RecordWriter
-from .schema import Column, TableSchema
+from .sessions.stream_upload import TableStreamUploadSession
+from .sessions.table_download import BufferedRecordReader, TableDownloadSession
+from .sessions.upload import TableUploadSession
+from .sessions.upsert import TableUpsertSession, Upsert
 from .sql import Instance, SQLTaskError
-from .stream_session import TableStreamUploadSession
 from .table_tunnel import TableTunnel
-from .types import parse_type
-from .upload_session import TableUploadSession
-from .upsert import TableUpsertSession, Upsert
 from .volume_tunnel import (
     VolumeDownloadSession,
     VolumeFSTunnel,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compression import CompressOption
+from .codec.compression import CompressOption
 from .entry import ODPS, as_entry, default_quota
-from .rest import RestClient
+from .transport.rest import RestClient
 
 __all__ = ["BaseTunnel", "build_compress_option", "normalize_tags"]
 

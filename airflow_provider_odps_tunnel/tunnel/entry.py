@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .endpoint import discover_tunnel_endpoint
 from .options import options
-from .rest import Credentials, RestClient
+from .transport.endpoint import discover_tunnel_endpoint
+from .transport.rest import Credentials, RestClient
 
 if TYPE_CHECKING:
     from .sql import Instance

@@ -13,12 +13,12 @@ import logging
 from typing import Any
 
 from .base import BaseTunnel, build_compress_option
-from .compression import CompressOption
-from .download_session import OnException, TableDownloadSession
+from .codec.compression import CompressOption
 from .errors import NoPermission
-from .resources import TableRef, instance_resource
-from .rest import RestClient
-from .table_session import TUNNEL_VERSION, SessionStatus, TableSession
+from .sessions.table_base import TUNNEL_VERSION, SessionStatus, TableSession
+from .sessions.table_download import OnException, TableDownloadSession
+from .transport.resources import TableRef, instance_resource
+from .transport.rest import RestClient
 
 __all__ = ["InstanceTunnel", "InstanceDownloadSession"]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .download_session import TableDownloadSession
 from .progress import Progress
+from .sessions.table_download import TableDownloadSession
 
 __all__ = ["split_ranges", "iter_arrow_batches", "download_to_files"]
 

@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from .errors import TaskFailed, TunnelError, TunnelTimeoutError
-from .resources import instance_resource, project_resource
+from .transport.resources import instance_resource, project_resource
 
 if TYPE_CHECKING:
     from .entry import ODPS

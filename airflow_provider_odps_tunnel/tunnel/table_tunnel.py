@@ -10,18 +10,18 @@ import requests
 import urllib3
 
 from .base import BaseTunnel, build_compress_option, normalize_tags
-from .compression import CompressOption
-from .download_session import TableDownloadSession, open_body
+from .codec.compression import CompressOption
+from .codec.partition import PartitionSpec
 from .errors import DataStreamError
 from .options import options
-from .partition import PartitionSpec
-from .preview import PreviewArrowReader, PreviewRecordReader
-from .resources import TableRef
-from .rest import ResponseStream
-from .stream_session import TableStreamUploadSession
-from .table_session import TUNNEL_VERSION
-from .upload_session import TableUploadSession
-from .upsert import TableUpsertSession
+from .sessions.preview import PreviewArrowReader, PreviewRecordReader
+from .sessions.stream_upload import TableStreamUploadSession
+from .sessions.table_base import TUNNEL_VERSION
+from .sessions.table_download import TableDownloadSession, open_body
+from .sessions.upload import TableUploadSession
+from .sessions.upsert import TableUpsertSession
+from .transport.resources import TableRef
+from .transport.rest import ResponseStream
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from .base import BaseTunnel, build_compress_option, normalize_tags
-from .body import StreamingBody
-from .compression import CompressOption, decompressing_stream, make_compressor
+from .codec.compression import CompressOption, decompressing_stream, make_compressor
+from .codec.volume_framing import VolumeFrameDecoder, VolumeFrameEncoder
 from .errors import TunnelError
+from .io.body import StreamingBody
+from .io.resend import send_resendable
 from .options import options
-from .resend import send_resendable
-from .resources import project_resource, quote_name, volume_resource
-from .rest import ResponseStream, RestClient
-from .volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
+from .transport.resources import project_resource, quote_name, volume_resource
+from .transport.rest import ResponseStream, RestClient
 
 __all__ = [
     "VolumeTunnel",

@@ -13,7 +13,7 @@ from airflow_provider_odps_tunnel.tunnel import (
     iter_arrow_batches,
 )
 from airflow_provider_odps_tunnel.tunnel.parallel import split_ranges
-from airflow_provider_odps_tunnel.tunnel.resources import TableRef
+from airflow_provider_odps_tunnel.tunnel.transport.resources import TableRef
 
 from .test_table_download import SCHEMA, load, rows
 

@@ -7,14 +7,15 @@ import time
 
 import pytest
 
-from airflow_provider_odps_tunnel.tunnel import errors, signing
-from airflow_provider_odps_tunnel.tunnel.endpoint import (
+from airflow_provider_odps_tunnel.tunnel import errors
+from airflow_provider_odps_tunnel.tunnel.entry import ODPS
+from airflow_provider_odps_tunnel.tunnel.options import options
+from airflow_provider_odps_tunnel.tunnel.transport import signing
+from airflow_provider_odps_tunnel.tunnel.transport.endpoint import (
     clear_endpoint_cache,
     discover_tunnel_endpoint,
 )
-from airflow_provider_odps_tunnel.tunnel.entry import ODPS
-from airflow_provider_odps_tunnel.tunnel.options import options
-from airflow_provider_odps_tunnel.tunnel.rest import Credentials, RestClient
+from airflow_provider_odps_tunnel.tunnel.transport.rest import Credentials, RestClient
 
 from .fake_server import Answer, FakeServer
 

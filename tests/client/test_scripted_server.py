@@ -8,7 +8,12 @@ import json
 
 import pytest
 
-from airflow_provider_odps_tunnel.tunnel import ODPS, TableSchema, TableTunnel, errors
+from airflow_provider_odps_tunnel.tunnel import (
+    ODPS,
+    TableSchema,
+    TableTunnel,
+    errors,
+)
 
 from .fake_server import Answer, FakeServer
 

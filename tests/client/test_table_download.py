@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import CompressOption, errors
-from airflow_provider_odps_tunnel.tunnel.download_session import BufferedRecordReader
 from airflow_provider_odps_tunnel.tunnel.progress import ProgressEvent
+from airflow_provider_odps_tunnel.tunnel.sessions.table_download import BufferedRecordReader
 
 SCHEMA = "id bigint, name string, score double, flag boolean, ts datetime, amount decimal(18,4)"
 ALGOS = ["zlib", "snappy", "zstd", "lz4"]

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, errors
-from airflow_provider_odps_tunnel.tunnel.upload_session import MIN_BLOCK_SIZE, WriterMemory
+from airflow_provider_odps_tunnel.tunnel.sessions.upload import MIN_BLOCK_SIZE, WriterMemory
 
 from .test_table_download import ALGOS, SCHEMA, rows
 

@@ -14,9 +14,14 @@ import pytest
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.emulator.cli import build_parser, option_args, parse_columns
 from airflow_provider_odps_tunnel.emulator.state import EmulatorConfig
-from airflow_provider_odps_tunnel.tunnel import ODPS, TableSchema, TableTunnel, errors
-from airflow_provider_odps_tunnel.tunnel import upsert as upsert_module
+from airflow_provider_odps_tunnel.tunnel import (
+    ODPS,
+    TableSchema,
+    TableTunnel,
+    errors,
+)
 from airflow_provider_odps_tunnel.tunnel.options import options
+from airflow_provider_odps_tunnel.tunnel.sessions import upsert as upsert_module
 
 COLUMNS = "k bigint, name string, v double"
 N_KEYS = 40

@@ -20,10 +20,16 @@ from airflow_provider_odps_tunnel.tunnel import (
     VolumeTunnel,
     errors,
 )
-from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder, serialize_batch
-from airflow_provider_odps_tunnel.tunnel.arrow_types import odps_schema_to_arrow_schema
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
+    ArrowFrameEncoder,
+    serialize_batch,
+)
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import odps_schema_to_arrow_schema
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.volume_framing import (
+    VolumeFrameDecoder,
+    VolumeFrameEncoder,
+)
 
 from .fake_server import Answer, FakeServer
 

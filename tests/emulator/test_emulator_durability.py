@@ -13,7 +13,7 @@ from odps.tunnel import TableTunnel
 
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.emulator.cli import parse_columns
-from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 
 
 def _tunnel(emu: Emulator) -> TableTunnel:

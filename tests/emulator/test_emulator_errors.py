@@ -10,8 +10,8 @@ from odps import ODPS, errors
 from odps.tunnel import TableTunnel
 
 from airflow_provider_odps_tunnel.emulator import Emulator
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
 
 def _code(exc_info) -> str:

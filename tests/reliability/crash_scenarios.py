@@ -74,10 +74,10 @@ import pyarrow as pa
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, TunnelError
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 from airflow_provider_odps_tunnel.tunnel.errors import NoSuchPartition
 from airflow_provider_odps_tunnel.tunnel.options import options
-from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
-from airflow_provider_odps_tunnel.tunnel.table_session import SessionStatus
+from airflow_provider_odps_tunnel.tunnel.sessions.table_base import SessionStatus
 
 from .conftest import fingerprint
 

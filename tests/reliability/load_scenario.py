@@ -52,8 +52,8 @@ import pyarrow as pa
 
 from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 from airflow_provider_odps_tunnel.tunnel.errors import NoSuchPartition
-from airflow_provider_odps_tunnel.tunnel.schema import TableSchema
 
 from .conftest import fingerprint
 

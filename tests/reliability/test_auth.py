@@ -9,10 +9,10 @@ import time
 
 import requests
 
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.schema import Column
-from airflow_provider_odps_tunnel.tunnel.signing import authorization, canonical_string
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 from airflow_provider_odps_tunnel.tunnel.sql import build_sql_job
+from airflow_provider_odps_tunnel.tunnel.transport.signing import authorization, canonical_string
 
 from .conftest import table_fingerprint
 from .helpers import TIMEOUT, assert_odps_error, signed, signed_service

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import errors
-from airflow_provider_odps_tunnel.tunnel.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 
 from .conftest import fingerprint, table_fingerprint
 

@@ -21,10 +21,14 @@ from hypothesis import strategies as st
 
 from airflow_provider_odps_tunnel.emulator.handlers.upsert import upsert_wire_columns
 from airflow_provider_odps_tunnel.tunnel import sql as tunnel_sql
-from airflow_provider_odps_tunnel.tunnel.hasher import RowHasher
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.schema import Column, TableSchema
-from airflow_provider_odps_tunnel.tunnel.signing import authorization, canonical_string, http_date
+from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.transport.signing import (
+    authorization,
+    canonical_string,
+    http_date,
+)
 
 from .helpers import (
     FUZZ_CASES,
@@ -614,7 +618,7 @@ def test_volume_file_names(emulator, world, name):
     upload = created.json()["UploadID"]
     data = emulator.data_dir
     before = {p for p in data.rglob("*") if p.is_file()}
-    from airflow_provider_odps_tunnel.tunnel.volume_codec import VolumeFrameEncoder
+    from airflow_provider_odps_tunnel.tunnel.codec.volume_framing import VolumeFrameEncoder
 
     encoder = VolumeFrameEncoder()
     body = encoder.feed(b"fuzzed file\n") + encoder.finish()

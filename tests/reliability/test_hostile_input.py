@@ -13,9 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_odps_tunnel.tunnel.arrow_framing import ArrowFrameEncoder, serialize_batch
-from airflow_provider_odps_tunnel.tunnel.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
+    ArrowFrameEncoder,
+    serialize_batch,
+)
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
 from .conftest import table_fingerprint
 from .helpers import (

@@ -14,7 +14,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from ...tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+
 from ..call import Call, json_response
 from ..catalog import DataFile
 from ..errors import EmulatorError

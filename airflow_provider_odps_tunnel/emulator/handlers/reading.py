@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from starlette.responses import Response, StreamingResponse
 
-from ...tunnel.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+
 from ..call import Call
 from ..catalog import DataFile
 from ..columnar import INTERVAL_STRUCT

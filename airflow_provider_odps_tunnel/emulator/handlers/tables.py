@@ -20,7 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 import pyarrow as pa
 from starlette.responses import Response
 
-from ...tunnel.partition import PartitionSpec
+from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
+
 from ..call import Call, rfc822
 from ..call import xml_response as xml
 from ..catalog import TableInfo

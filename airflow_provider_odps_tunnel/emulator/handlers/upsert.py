@@ -31,8 +31,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from starlette.responses import Response
 
-from ...tunnel.hasher import RowHasher
-from ...tunnel.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
+
 from .. import columnar
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo

@@ -18,9 +18,13 @@ from typing import Any, BinaryIO
 
 from starlette.responses import Response, StreamingResponse
 
-from ...tunnel.compression import decompressing_stream
-from ...tunnel.errors import TunnelError
-from ...tunnel.volume_codec import VolumeFrameDecoder, VolumeFrameEncoder
+from airflow_provider_odps_tunnel.tunnel.codec.compression import decompressing_stream
+from airflow_provider_odps_tunnel.tunnel.codec.volume_framing import (
+    VolumeFrameDecoder,
+    VolumeFrameEncoder,
+)
+from airflow_provider_odps_tunnel.tunnel.errors import TunnelError
+
 from ..call import Call, Handler, json_response
 from ..egress import compressed
 from ..errors import EmulatorError

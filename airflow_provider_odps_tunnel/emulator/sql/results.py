@@ -18,7 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...tunnel.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
+
 from .. import columnar
 from ..catalog import DataFile
 from ..ingest import ParquetSink

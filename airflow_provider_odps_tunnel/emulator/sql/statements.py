@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...tunnel.schema import Column, TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
+
 from .lexer import SqlSyntaxError, Token
 
 __all__ = [

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...tunnel.types import parse_type
+from airflow_provider_odps_tunnel.tunnel.codec.types import parse_type
+
 from .lexer import Token
 from .typemap import duckdb_type, quote_ident
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ...tunnel import types as odps
+from airflow_provider_odps_tunnel.tunnel.codec import types as odps
 
 __all__ = ["duckdb_type", "odps_type_of_arrow", "quote_ident"]
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ...tunnel.partition import PartitionSpec
+from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
+
 from ..catalog import Catalog, TableInfo
 from ..errors import EmulatorError
 from ..pins import PinScope

@@ -17,8 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ...tunnel import types as odps
-from ...tunnel.partition import PartitionSpec
+from airflow_provider_odps_tunnel.tunnel.codec import types as odps
+from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
+
 from ..catalog import Catalog, DataFile, TableInfo
 from ..errors import EmulatorError
 from ..fsutil import fsync_file

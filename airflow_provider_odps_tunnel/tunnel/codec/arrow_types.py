@@ -31,10 +31,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import RecordValidationError
+from ..options import resolve_timezone
 from . import datetimes
 from . import types as odps_types
-from .errors import RecordValidationError
-from .options import resolve_timezone
 from .schema import Column, TableSchema
 
 __all__ = [

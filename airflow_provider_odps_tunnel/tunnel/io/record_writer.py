@@ -11,15 +11,15 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from . import types as _types
+from ..codec import types as _types
+from ..codec.compression import CompressOption, make_compressor
+from ..codec.record import Record
+from ..codec.record_codec import RecordEncoder
+from ..codec.schema import TableSchema
+from ..errors import RecordValidationError, TunnelError
+from ..options import options
+from ..progress import Progress
 from .body import StreamingBody
-from .compression import CompressOption, make_compressor
-from .errors import RecordValidationError, TunnelError
-from .options import options
-from .progress import Progress
-from .record import Record
-from .record_codec import RecordEncoder
-from .schema import TableSchema
 
 __all__ = ["RecordWriter", "BufferedRecordWriter", "MAX_BLOCK_ID"]
 
@@ -83,7 +83,7 @@ class _RowSink:
                 ) from None
 
     def _encode_table(self, data: Any) -> int:
-        from .arrow_types import conform_table, odps_schema_to_arrow_schema
+        from ..codec.arrow_types import conform_table, odps_schema_to_arrow_schema
 
         if self._arrow_schema is None:
             self._arrow_schema = odps_schema_to_arrow_schema(self._schema)

@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .arrow_writer import ArrowWriter, BufferedArrowWriter, arrow_compress_option
-from .compression import CompressOption
-from .errors import (
+from ..codec.compression import CompressOption
+from ..codec.partition import PartitionSpec
+from ..codec.schema import TableSchema
+from ..errors import (
     BlockListMismatch,
     InternalServerError,
     SessionStateError,
@@ -42,13 +43,12 @@ from .errors import (
     TunnelConnectionError,
     TunnelError,
 )
-from .options import options
-from .partition import PartitionSpec
-from .record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
-from .resend import send_resendable
-from .rest import RestClient
-from .schema import TableSchema
-from .table_session import SessionStatus, TableSession
+from ..io.arrow_writer import ArrowWriter, BufferedArrowWriter, arrow_compress_option
+from ..io.record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
+from ..io.resend import send_resendable
+from ..options import options
+from ..transport.rest import RestClient
+from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableUploadSession", "BlockIdGenerator", "WriterMemory", "MIN_BLOCK_SIZE"]
 

@@ -64,7 +64,7 @@ import zoneinfo
 
 from crc32c import crc32c as _crc32c
 
-from airflow_provider_odps_tunnel.tunnel import types as _types
+from airflow_provider_odps_tunnel.tunnel.codec import types as _types
 from airflow_provider_odps_tunnel.tunnel.errors import DataStreamError, RecordValidationError
 from airflow_provider_odps_tunnel.tunnel.errors import ChecksumError, StreamTruncatedError
 
@@ -419,7 +419,7 @@ cdef object _reference():
     """The pure-Python codec module (imported on first use, because it imports this one)."""
     global _ref_module, _NeedMore
     if _ref_module is None:
-        from airflow_provider_odps_tunnel.tunnel import record_codec
+        from airflow_provider_odps_tunnel.tunnel.codec import record_codec
 
         _ref_module = record_codec
         _NeedMore = record_codec._NeedMore

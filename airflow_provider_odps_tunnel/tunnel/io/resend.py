@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .errors import InternalServerError, Throttled, TunnelConnectionError
+from ..errors import InternalServerError, Throttled, TunnelConnectionError
 
 __all__ = ["SpooledBody", "send_resendable", "RESENDABLE"]
 

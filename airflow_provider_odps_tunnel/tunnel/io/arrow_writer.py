@@ -13,12 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from .arrow_framing import ArrowFrameEncoder, Piece, serialize_batch
-from .arrow_types import conform_table, odps_schema_to_arrow_schema
+from ..codec.arrow_framing import ArrowFrameEncoder, Piece, serialize_batch
+from ..codec.arrow_types import conform_table, odps_schema_to_arrow_schema
+from ..codec.compression import CompressOption, make_compressor
+from ..codec.schema import TableSchema
+from ..options import options, resolve_timezone
 from .body import StreamingBody
-from .compression import CompressOption, make_compressor
-from .options import options, resolve_timezone
-from .schema import TableSchema
 
 __all__ = ["ArrowWriter", "BufferedArrowWriter", "arrow_compress_option"]
 

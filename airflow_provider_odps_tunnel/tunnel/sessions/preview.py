@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc
 
-from .arrow_types import arrow_type_to_odps_type, timestamp_structs_to_ns
-from .record import Record
-from .schema import Column, TableSchema
+from ..codec.arrow_types import arrow_type_to_odps_type, timestamp_structs_to_ns
+from ..codec.record import Record
+from ..codec.schema import Column, TableSchema
 
 __all__ = ["PreviewArrowReader", "PreviewRecordReader"]
 

@@ -6,16 +6,23 @@ import json as _json
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from .datetimes import timedelta_to_pair
-from .errors import DataStreamError, TunnelError
-from .partition import PartitionSpec
-from .progress import Progress
-from .record import Record
-from .record_codec import RecordDecoder
+from ..codec.datetimes import timedelta_to_pair
+from ..codec.partition import PartitionSpec
+from ..codec.record import Record
+from ..codec.record_codec import RecordDecoder
+from ..codec.schema import Column, TableSchema
+from ..codec.types import (
+    Array,
+    DataType,
+    IntegerType,
+    Map,
+    Struct,
+    interval_day_time,
+)
+from ..codec.types import json as json_type
+from ..errors import DataStreamError, TunnelError
+from ..progress import Progress
 from .resume import ResumableRows
-from .schema import Column, TableSchema
-from .types import Array, DataType, IntegerType, Map, Struct, interval_day_time
-from .types import json as json_type
 
 __all__ = ["TunnelRecordReader"]
 
@@ -170,7 +177,7 @@ class TunnelRecordReader:
 
     @property
     def arrow_schema(self) -> Any:
-        from .arrow_types import odps_schema_to_arrow_schema
+        from ..codec.arrow_types import odps_schema_to_arrow_schema
 
         return odps_schema_to_arrow_schema(self.columns)
 

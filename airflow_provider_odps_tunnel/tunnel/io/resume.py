@@ -6,8 +6,8 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import TunnelError
-from .options import options
+from ..errors import TunnelError
+from ..options import options
 
 __all__ = ["ResumableRows"]
 

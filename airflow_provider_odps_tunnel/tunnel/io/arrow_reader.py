@@ -14,20 +14,20 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from . import types as odps_types
-from .arrow_framing import ArrowFrameDecoder, read_payload_batches
-from .arrow_types import (
+from ..codec import types as odps_types
+from ..codec.arrow_framing import ArrowFrameDecoder, read_payload_batches
+from ..codec.arrow_types import (
     instants_to_wall_clock,
     odps_schema_to_arrow_schema,
     timestamp_structs_to_ns,
 )
-from .datetimes import pair_to_timedelta
-from .errors import TunnelError
-from .options import options, resolve_timezone
-from .partition import PartitionSpec
-from .record import Record
+from ..codec.datetimes import pair_to_timedelta
+from ..codec.partition import PartitionSpec
+from ..codec.record import Record
+from ..codec.schema import Column, TableSchema
+from ..errors import TunnelError
+from ..options import options, resolve_timezone
 from .resume import ResumableRows
-from .schema import Column, TableSchema
 
 __all__ = ["TunnelArrowReader"]
 

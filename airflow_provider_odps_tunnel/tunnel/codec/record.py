@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .errors import RecordValidationError
+from ..errors import RecordValidationError
 from .schema import Column, TableSchema
 
 __all__ = ["Record"]

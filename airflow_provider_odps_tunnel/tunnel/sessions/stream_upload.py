@@ -16,14 +16,14 @@ import threading
 import time
 from typing import Any
 
-from .compression import CompressOption
-from .errors import TunnelError, TunnelTimeoutError
-from .options import options
-from .partition import PartitionSpec
-from .record_writer import BlockBody, BufferedRecordWriter
-from .rest import RestClient, sent_but_unanswered
-from .schema import TableSchema
-from .table_session import SessionStatus, TableSession
+from ..codec.compression import CompressOption
+from ..codec.partition import PartitionSpec
+from ..codec.schema import TableSchema
+from ..errors import TunnelError, TunnelTimeoutError
+from ..io.record_writer import BlockBody, BufferedRecordWriter
+from ..options import options
+from ..transport.rest import RestClient, sent_but_unanswered
+from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableStreamUploadSession", "StreamRecordWriter"]
 

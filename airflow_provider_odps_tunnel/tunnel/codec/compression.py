@@ -15,8 +15,8 @@ import io
 import zlib
 from typing import Any, BinaryIO
 
-from .body import Compressor
-from .errors import DataStreamError, StreamTruncatedError, TunnelError
+from ..errors import DataStreamError, StreamTruncatedError, TunnelError
+from ..io.body import Compressor
 
 __all__ = [
     "CompressAlgorithm",

@@ -6,13 +6,13 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from .base import normalize_tags
-from .compression import CompressOption
-from .partition import PartitionSpec
-from .record import Record
-from .resources import TableRef
-from .rest import RestClient
-from .schema import TableSchema
+from ..base import normalize_tags
+from ..codec.compression import CompressOption
+from ..codec.partition import PartitionSpec
+from ..codec.record import Record
+from ..codec.schema import TableSchema
+from ..transport.resources import TableRef
+from ..transport.rest import RestClient
 
 __all__ = ["TableSession", "SessionStatus", "TUNNEL_VERSION"]
 

@@ -23,9 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc
 
+from ..errors import ChecksumError, DataStreamError, StreamTruncatedError
+from ..options import options
 from .crc import crc32c
-from .errors import ChecksumError, DataStreamError, StreamTruncatedError
-from .options import options
 
 __all__ = [
     "ArrowFrameEncoder",

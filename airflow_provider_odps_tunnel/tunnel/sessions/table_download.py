@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from .compression import CompressOption, decompressing_stream
-from .errors import SessionStateError, TunnelTimeoutError
-from .options import options
-from .partition import PartitionSpec
-from .record import Record
-from .record_codec import encode_rows
-from .record_reader import TunnelRecordReader
-from .rest import ResponseStream, RestClient
-from .schema import TableSchema
-from .table_session import SessionStatus, TableSession
+from ..codec.compression import CompressOption, decompressing_stream
+from ..codec.partition import PartitionSpec
+from ..codec.record import Record
+from ..codec.record_codec import encode_rows
+from ..codec.schema import TableSchema
+from ..errors import SessionStateError, TunnelTimeoutError
+from ..io.record_reader import TunnelRecordReader
+from ..options import options
+from ..transport.rest import ResponseStream, RestClient
+from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableDownloadSession", "BufferedRecordReader", "open_body"]
 
@@ -118,7 +118,7 @@ class TableDownloadSession(TableSession):
         arrow: bool,
     ) -> BinaryIO:
         if count <= 0:  # a resume at the very end: an empty, valid body
-            from .arrow_framing import EMPTY_BODY
+            from ..codec.arrow_framing import EMPTY_BODY
 
             return io.BytesIO(EMPTY_BODY if arrow else encode_rows([], []))
         flags = ["data", "arrow"] if arrow else ["data"]
@@ -234,7 +234,7 @@ class TableDownloadSession(TableSession):
     ) -> Any:
         """A :class:`~.arrow_reader.TunnelArrowReader` over rows ``start .. start+count``,
         re-opening the body at the first undelivered row."""
-        from .arrow_reader import TunnelArrowReader
+        from ..io.arrow_reader import TunnelArrowReader
 
         count = self._check_range(start, count)
         names = self._wire_names(columns)

@@ -30,9 +30,8 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from .. import __version__
-from . import signing
-from .errors import (
+from ... import __version__
+from ..errors import (
     InternalServerError,
     ServerError,
     Throttled,
@@ -41,7 +40,8 @@ from .errors import (
     TunnelTimeoutError,
     parse_error_response,
 )
-from .options import options
+from ..options import options
+from . import signing
 
 __all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT", "sent_but_unanswered"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 from typing import BinaryIO
 
+from ..errors import ChecksumError, DataStreamError, StreamTruncatedError
 from .crc import crc32
-from .errors import ChecksumError, DataStreamError, StreamTruncatedError
 
 __all__ = ["VolumeFrameEncoder", "VolumeFrameDecoder", "DEFAULT_CHUNK_SIZE"]
 

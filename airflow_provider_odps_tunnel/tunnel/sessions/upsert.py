@@ -17,8 +17,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .compression import CompressOption, make_compressor
-from .errors import (
+from ..codec.compression import CompressOption, make_compressor
+from ..codec.hasher import RowHasher
+from ..codec.partition import PartitionSpec
+from ..codec.record import Record
+from ..codec.record_codec import RecordEncoder
+from ..codec.schema import Column, TableSchema
+from ..errors import (
     CommitTimeout,
     InternalServerError,
     SessionStateError,
@@ -28,15 +33,10 @@ from .errors import (
     TunnelError,
     UpsertSessionNotFound,
 )
-from .hasher import RowHasher
-from .options import options, resolve_timezone
-from .partition import PartitionSpec
-from .progress import Progress
-from .record import Record
-from .record_codec import RecordEncoder
-from .rest import RestClient
-from .schema import Column, TableSchema
-from .table_session import SessionStatus, TableSession
+from ..options import options, resolve_timezone
+from ..progress import Progress
+from ..transport.rest import RestClient
+from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableUpsertSession", "Upsert", "UPSERT_COLUMNS"]
 

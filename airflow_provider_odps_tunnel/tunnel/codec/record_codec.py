@@ -33,10 +33,15 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..errors import (
+    ChecksumError,
+    DataStreamError,
+    RecordValidationError,
+    StreamTruncatedError,
+)
 from . import datetimes as _t
 from . import types as _types
 from .crc import crc32c
-from .errors import ChecksumError, DataStreamError, RecordValidationError, StreamTruncatedError
 from .schema import Column
 
 __all__ = [
@@ -569,7 +574,7 @@ def _get_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _codecs(tz: _dt.tzinfo | None, encoding: str, string_as_binary: bool | None) -> _Codecs:
-    from .options import options, resolve_timezone
+    from ..options import options, resolve_timezone
 
     return _Codecs(
         tz if tz is not None else resolve_timezone(),
@@ -740,7 +745,7 @@ class PyRecordDecoder:
         require_footer: bool | None = None,
         read_size: int = 65536,
     ):
-        from .options import options
+        from ..options import options
 
         self.columns = list(columns)
         codecs = _codecs(tz, encoding, string_as_binary)

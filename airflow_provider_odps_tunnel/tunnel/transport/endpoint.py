@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from .errors import TunnelError
+from ..errors import TunnelError
 from .resources import project_resource
 from .rest import RestClient
 
