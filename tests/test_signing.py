@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from airflow_provider_odps_tunnel.tunnel.transport.signing import authorization, canonical_string
+from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, canonical_string
 
 HEADERS = {
     "Date": "Mon, 01 Jan 2024 00:00:00 GMT",

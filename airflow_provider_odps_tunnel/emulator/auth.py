@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote
 
-from airflow_provider_odps_tunnel.tunnel.transport.signing import canonical_string, signature
+from airflow_provider_odps_tunnel.tunnel.codec.signing import canonical_string, signature
 
 from .errors import EmulatorError
 

@@ -1,15 +1,20 @@
 """A client for the MaxCompute (ODPS) Tunnel service, with the API of ``odps.tunnel``.
 
-This layer imports nothing from Airflow: it is usable on its own and is what the hooks,
-operators and the embedded emulator build on.
+This layer imports nothing from Airflow: it is usable on its own and is what the hooks and
+operators build on. It is layered: :mod:`.codec` (data model and wire codecs, no I/O),
+:mod:`.io` (readers and writers of one request), :mod:`.transport` (HTTP, signing,
+retries), :mod:`.sessions` (one module per session kind), and at this level the entry
+object, the three tunnels, SQL instances, errors, options, progress and parallel helpers.
+
+The public names below are loaded on first use, so ``import ...tunnel.codec`` (what the
+embedded emulator does) does not load the HTTP client.
 """
 
-from .codec.compression import CompressOption
-from .codec.partition import PartitionSpec
-from .codec.record import Record
-from .codec.schema import Column, TableSchema
-from .codec.types import parse_type
-from .entry import ODPS
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BlockListMismatch,
     ChecksumError,
@@ -19,26 +24,68 @@ from .errors import (
     StreamTruncatedError,
     TunnelError,
 )
-from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
-from .io.arrow_reader import TunnelArrowReader
-from .io.arrow_writer import ArrowWriter, BufferedArrowWriter
-from .io.record_reader import TunnelRecordReader
-from .io.record_writer import BufferedRecordWriter, RecordWriter
 from .options import options
-from .parallel import download_to_files, iter_arrow_batches
-from .progress import ProgressEvent
-from .sessions.stream_upload import TableStreamUploadSession
-from .sessions.table_download import BufferedRecordReader, TableDownloadSession
-from .sessions.upload import TableUploadSession
-from .sessions.upsert import TableUpsertSession, Upsert
-from .sql import Instance, SQLTaskError
-from .table_tunnel import TableTunnel
-from .volume_tunnel import (
-    VolumeDownloadSession,
-    VolumeFSTunnel,
-    VolumeTunnel,
-    VolumeUploadSession,
-)
+
+if TYPE_CHECKING:
+    from .codec.compression import CompressOption
+    from .codec.partition import PartitionSpec
+    from .codec.record import Record
+    from .codec.schema import Column, TableSchema
+    from .codec.types import parse_type
+    from .entry import ODPS
+    from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
+    from .io.arrow_reader import TunnelArrowReader
+    from .io.arrow_writer import ArrowWriter, BufferedArrowWriter
+    from .io.record_reader import TunnelRecordReader
+    from .io.record_writer import BufferedRecordWriter, RecordWriter
+    from .parallel import download_to_files, iter_arrow_batches
+    from .progress import ProgressEvent
+    from .sessions.stream_upload import TableStreamUploadSession
+    from .sessions.table_download import BufferedRecordReader, TableDownloadSession
+    from .sessions.upload import TableUploadSession
+    from .sessions.upsert import TableUpsertSession, Upsert
+    from .sql import Instance, SQLTaskError
+    from .table_tunnel import TableTunnel
+    from .volume_tunnel import (
+        VolumeDownloadSession,
+        VolumeFSTunnel,
+        VolumeTunnel,
+        VolumeUploadSession,
+    )
+
+_LAZY = {
+    "CompressOption": ".codec.compression",
+    "PartitionSpec": ".codec.partition",
+    "Record": ".codec.record",
+    "Column": ".codec.schema",
+    "TableSchema": ".codec.schema",
+    "parse_type": ".codec.types",
+    "ODPS": ".entry",
+    "InstanceDownloadSession": ".instance_tunnel",
+    "InstanceTunnel": ".instance_tunnel",
+    "TunnelArrowReader": ".io.arrow_reader",
+    "ArrowWriter": ".io.arrow_writer",
+    "BufferedArrowWriter": ".io.arrow_writer",
+    "TunnelRecordReader": ".io.record_reader",
+    "BufferedRecordWriter": ".io.record_writer",
+    "RecordWriter": ".io.record_writer",
+    "download_to_files": ".parallel",
+    "iter_arrow_batches": ".parallel",
+    "ProgressEvent": ".progress",
+    "TableStreamUploadSession": ".sessions.stream_upload",
+    "BufferedRecordReader": ".sessions.table_download",
+    "TableDownloadSession": ".sessions.table_download",
+    "TableUploadSession": ".sessions.upload",
+    "TableUpsertSession": ".sessions.upsert",
+    "Upsert": ".sessions.upsert",
+    "Instance": ".sql",
+    "SQLTaskError": ".sql",
+    "TableTunnel": ".table_tunnel",
+    "VolumeDownloadSession": ".volume_tunnel",
+    "VolumeFSTunnel": ".volume_tunnel",
+    "VolumeTunnel": ".volume_tunnel",
+    "VolumeUploadSession": ".volume_tunnel",
+}
 
 __all__ = [
     "ODPS",
@@ -81,3 +128,16 @@ __all__ = [
     "options",
     "parse_type",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,14 +1,13 @@
-"""What every tunnel entry class shares: resolving the entry object, project and endpoint."""
+"""What the three tunnels share: resolving the connection, project, quota and endpoint."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .codec.compression import CompressOption
-from .entry import ODPS, as_entry, default_quota
+from .transport.connection import Connection, as_connection, default_quota
 from .transport.rest import RestClient
 
-__all__ = ["BaseTunnel", "build_compress_option", "normalize_tags"]
+__all__ = ["BaseTunnel"]
 
 
 class BaseTunnel:
@@ -30,7 +29,7 @@ class BaseTunnel:
     ):
         if odps is None and client is None:
             raise TypeError(f"{type(self).__name__} needs an odps entry object or a client")
-        self._entry: ODPS | None = as_entry(odps) if odps is not None else None
+        self._entry: Connection | None = as_connection(odps) if odps is not None else None
         self._given_client = client
         if project is None:
             project = self._entry.project if self._entry is not None else client.project
@@ -63,29 +62,3 @@ class BaseTunnel:
         if self._given_client is not None and self._endpoint is None:
             return self._given_client
         return self._entry.tunnel_client(self._endpoint, self._quota_name)
-
-
-def build_compress_option(
-    compress_option: CompressOption | None = None,
-    compress_algo: Any = None,
-    compress_level: int | None = None,
-    compress_strategy: int | None = None,
-) -> CompressOption | None:
-    """The session's compression: the option given, else one built from the algorithm."""
-    if compress_option is not None:
-        return compress_option
-    if compress_algo is None:
-        return None
-    return CompressOption(compress_algo, compress_level, compress_strategy)
-
-
-def normalize_tags(tags: str | list[str] | None) -> list[str] | None:
-    """Tags as a list (``"a,b"`` or ``["a", "b"]``), falling back to ``options.tags``."""
-    from .options import options
-
-    tags = tags or options.tags
-    if not tags:
-        return None
-    if isinstance(tags, str):
-        tags = tags.split(",")
-    return [t.strip() for t in tags if t.strip()]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .base import BaseTunnel, build_compress_option
-from .codec.compression import CompressOption
+from .base import BaseTunnel
+from .codec.compression import CompressOption, build_compress_option
 from .errors import NoPermission
 from .sessions.table_base import TUNNEL_VERSION, SessionStatus, TableSession
 from .sessions.table_download import OnException, TableDownloadSession

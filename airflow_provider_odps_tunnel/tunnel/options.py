@@ -7,7 +7,7 @@ import os
 import zoneinfo
 from dataclasses import dataclass
 
-__all__ = ["options", "TunnelOptions", "resolve_timezone"]
+__all__ = ["options", "TunnelOptions", "normalize_tags", "resolve_timezone"]
 
 
 @dataclass
@@ -83,3 +83,13 @@ def resolve_timezone(setting: str | bool | _dt.tzinfo | None = None) -> _dt.tzin
     if setting.upper() == "UTC":
         return _dt.UTC
     return zoneinfo.ZoneInfo(setting)
+
+
+def normalize_tags(tags: str | list[str] | None) -> list[str] | None:
+    """Session tags as a list (``"a,b"`` or ``["a", "b"]``), falling back to ``options.tags``."""
+    tags = tags or options.tags
+    if not tags:
+        return None
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    return [t.strip() for t in tags if t.strip()]

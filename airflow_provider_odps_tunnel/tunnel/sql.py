@@ -23,11 +23,11 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from .errors import TaskFailed, TunnelError, TunnelTimeoutError
+from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
 from .transport.resources import instance_resource, project_resource
 
 if TYPE_CHECKING:
-    from .entry import ODPS
-    from .instance_tunnel import InstanceDownloadSession
+    from .transport.connection import Connection
 
 __all__ = ["Instance", "SQLTaskError", "run_sql", "execute_sql", "build_sql_job"]
 
@@ -125,7 +125,7 @@ class Instance:
     reattach to one submitted earlier.
     """
 
-    def __init__(self, odps: ODPS, instance_id: str, project: str | None = None):
+    def __init__(self, odps: Connection, instance_id: str, project: str | None = None):
         if not instance_id:
             raise ValueError("an instance id is required")
         self._odps = odps
@@ -250,8 +250,6 @@ class Instance:
         ``limit=True`` asks for the service's limited result (at most 10,000 rows).
         Other keywords go to :meth:`InstanceTunnel.create_download_session`.
         """
-        from .instance_tunnel import InstanceTunnel
-
         tunnel = InstanceTunnel(self._odps, project=self.project)
         return tunnel.create_download_session(self.id, download_id=download_id, limit=limit, **kw)
 
@@ -282,7 +280,7 @@ class Instance:
         return reader
 
 
-def run_sql(odps: ODPS, sql: str, hints: Mapping[str, Any] | None = None) -> Instance:
+def run_sql(odps: Connection, sql: str, hints: Mapping[str, Any] | None = None) -> Instance:
     """Submit ``sql`` as a SQL task instance of ``odps``'s project; returns at once."""
     resource = project_resource(odps.project) + "/instances"
     resp = odps.rest.request(
@@ -303,7 +301,7 @@ def run_sql(odps: ODPS, sql: str, hints: Mapping[str, Any] | None = None) -> Ins
 
 
 def execute_sql(
-    odps: ODPS, sql: str, hints: Mapping[str, Any] | None = None, timeout: float | None = None
+    odps: Connection, sql: str, hints: Mapping[str, Any] | None = None, timeout: float | None = None
 ) -> Instance:
     """Submit ``sql`` and wait for it to succeed (see :meth:`Instance.wait_for_success`)."""
     return run_sql(odps, sql, hints).wait_for_success(timeout)

@@ -9,11 +9,11 @@ import pyarrow as pa
 import requests
 import urllib3
 
-from .base import BaseTunnel, build_compress_option, normalize_tags
-from .codec.compression import CompressOption
+from .base import BaseTunnel
+from .codec.compression import CompressOption, build_compress_option
 from .codec.partition import PartitionSpec
 from .errors import DataStreamError
-from .options import options
+from .options import normalize_tags, options
 from .sessions.preview import PreviewArrowReader, PreviewRecordReader
 from .sessions.stream_upload import TableStreamUploadSession
 from .sessions.table_base import TUNNEL_VERSION

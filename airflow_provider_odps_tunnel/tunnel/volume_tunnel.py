@@ -15,13 +15,18 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from .base import BaseTunnel, build_compress_option, normalize_tags
-from .codec.compression import CompressOption, decompressing_stream, make_compressor
+from .base import BaseTunnel
+from .codec.compression import (
+    CompressOption,
+    build_compress_option,
+    decompressing_stream,
+    make_compressor,
+)
 from .codec.volume_framing import VolumeFrameDecoder, VolumeFrameEncoder
 from .errors import TunnelError
 from .io.body import StreamingBody
 from .io.resend import send_resendable
-from .options import options
+from .options import normalize_tags, options
 from .transport.resources import project_resource, quote_name, volume_resource
 from .transport.rest import ResponseStream, RestClient
 

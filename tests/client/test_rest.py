@@ -8,9 +8,9 @@ import time
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import errors
+from airflow_provider_odps_tunnel.tunnel.codec import signing
 from airflow_provider_odps_tunnel.tunnel.entry import ODPS
 from airflow_provider_odps_tunnel.tunnel.options import options
-from airflow_provider_odps_tunnel.tunnel.transport import signing
 from airflow_provider_odps_tunnel.tunnel.transport.endpoint import (
     clear_endpoint_cache,
     discover_tunnel_endpoint,

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from airflow_provider_odps_tunnel.tunnel.transport.signing import authorization, canonical_string
+from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, canonical_string
 
 
 def signed(

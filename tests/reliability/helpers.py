@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 import pytest
 import requests
 
-from airflow_provider_odps_tunnel.tunnel.transport.signing import authorization, canonical_string
+from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, canonical_string
 
 from .conftest import show
 

@@ -11,8 +11,8 @@ import requests
 
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
+from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, canonical_string
 from airflow_provider_odps_tunnel.tunnel.sql import build_sql_job
-from airflow_provider_odps_tunnel.tunnel.transport.signing import authorization, canonical_string
 
 from .conftest import table_fingerprint
 from .helpers import TIMEOUT, assert_odps_error, signed, signed_service

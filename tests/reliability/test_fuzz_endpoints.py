@@ -24,7 +24,7 @@ from airflow_provider_odps_tunnel.tunnel import sql as tunnel_sql
 from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
-from airflow_provider_odps_tunnel.tunnel.transport.signing import (
+from airflow_provider_odps_tunnel.tunnel.codec.signing import (
     authorization,
     canonical_string,
     http_date,

@@ -13,15 +13,15 @@ from __future__ import annotations
 import enum
 import io
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ..errors import DataStreamError, StreamTruncatedError, TunnelError
-from ..io.body import Compressor
 
 __all__ = [
     "CompressAlgorithm",
     "CompressOption",
     "Compressor",
+    "build_compress_option",
     "make_compressor",
     "decompressing_stream",
 ]
@@ -184,6 +184,28 @@ class _Lz4Compressor:
 
     def flush(self) -> bytes:
         return self._take_header() + self._inner.flush()
+
+
+def build_compress_option(
+    compress_option: CompressOption | None = None,
+    compress_algo: Any = None,
+    compress_level: int | None = None,
+    compress_strategy: int | None = None,
+) -> CompressOption | None:
+    """A session's compression: the option given, else one built from the algorithm."""
+    if compress_option is not None:
+        return compress_option
+    if compress_algo is None:
+        return None
+    return CompressOption(compress_algo, compress_level, compress_strategy)
+
+
+class Compressor(Protocol):
+    """What compresses one body: ``zlib.compressobj`` and the adapters below."""
+
+    def compress(self, data: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
 
 
 def make_compressor(option: CompressOption | None) -> Compressor | None:

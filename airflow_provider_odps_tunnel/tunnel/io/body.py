@@ -11,18 +11,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["Compressor", "StreamingBody"]
+from ..codec.compression import Compressor
+
+__all__ = ["StreamingBody"]
 
 _END = object()
 _POLL_SECONDS = 0.5
-
-
-class Compressor(Protocol):
-    def compress(self, data: bytes) -> bytes: ...
-
-    def flush(self) -> bytes: ...
 
 
 class _Aborted(Exception):

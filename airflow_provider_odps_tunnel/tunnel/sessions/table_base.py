@@ -6,11 +6,11 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from ..base import normalize_tags
 from ..codec.compression import CompressOption
 from ..codec.partition import PartitionSpec
 from ..codec.record import Record
 from ..codec.schema import TableSchema
+from ..options import normalize_tags
 from ..transport.resources import TableRef
 from ..transport.rest import RestClient
 

@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from ... import __version__
+from ..codec import signing
 from ..errors import (
     InternalServerError,
     ServerError,
@@ -41,7 +42,6 @@ from ..errors import (
     parse_error_response,
 )
 from ..options import options
-from . import signing
 
 __all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT", "sent_but_unanswered"]
 
