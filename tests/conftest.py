@@ -29,7 +29,9 @@ import pytest  # noqa: E402  (imported after the environment is set, on purpose)
 pytest_plugins = ["airflow_provider_odps_tunnel.emulator.pytest_plugin"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
+# The golden tunnel-codec vectors (pyodps 0.13.2 output), kept in the repository: see
+# tests/vectors/README.md. Tests read them through the `vectors_dir` fixture below.
+VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
 
 
 @pytest.fixture(scope="session")
@@ -39,11 +41,11 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    """Golden tunnel-codec vectors, kept in ``<repo>/../shared/vectors``."""
-    if not VECTORS_DIR.is_dir():
+    """Golden tunnel-codec vectors, kept in ``tests/vectors`` of this repository."""
+    if not (VECTORS_DIR / "manifest.json").is_file():
         pytest.fail(
-            f"golden vectors not found: expected the directory {VECTORS_DIR} "
-            "(the shared/ folder must sit next to the repository checkout)",
+            f"golden vectors not found: expected {VECTORS_DIR / 'manifest.json'} "
+            "(tests/vectors/ is part of the repository checkout)",
             pytrace=False,
         )
     return VECTORS_DIR

@@ -1,4 +1,4 @@
-"""Our record codec against the golden streams written by pyodps 0.13.2 (../shared/vectors).
+"""Our record codec against the golden streams written by pyodps 0.13.2 (tests/vectors).
 
 Encoding: our bytes equal ``<case>.c.bin`` once each CRC varint is rewritten in its minimal
 form (we write minimal varints; pyodps's compiled writer sign-extends CRCs >= 2^31 to 10
@@ -13,7 +13,9 @@ compiled one (``c``), which must be built.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import json
 
 import pytest
 from vector_values import case_columns, from_json, load_case, minimal_crc_varints, to_json
@@ -64,6 +66,26 @@ def _settings(meta: dict) -> dict:
 def test_every_vector_case_is_covered(vectors_dir):
     on_disk = {p.name.removesuffix(".schema.json") for p in vectors_dir.glob("*.schema.json")}
     assert on_disk == set(CASES)
+
+
+def test_vector_files_are_the_generated_bytes(vectors_dir):
+    """Every stream in tests/vectors has the length and sha256 the generator recorded."""
+    manifest = json.loads((vectors_dir / "manifest.json").read_text())
+    recorded = {
+        entry["file"]: entry
+        for case in manifest["cases"].values()
+        for entry in case["files"].values()
+    }
+    recorded.update(manifest["arrow"]["c"]["files"])
+    on_disk = {p.name for p in vectors_dir.glob("*.bin")}
+    assert on_disk <= set(recorded), "streams the manifest does not know"
+    assert {name for name in recorded if ".c." in name} <= on_disk, "golden streams missing"
+    for name in sorted(on_disk):
+        data = (vectors_dir / name).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (
+            recorded[name]["len"],
+            recorded[name]["sha256"],
+        ), name
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -1,4 +1,4 @@
-"""Converting the golden vectors' JSON values (see ../shared/vectors/README.md) to and from
+"""Converting the golden vectors' JSON values (see tests/vectors/README.md) to and from
 the Python values our codecs use."""
 
 from __future__ import annotations

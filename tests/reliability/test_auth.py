@@ -73,7 +73,7 @@ def test_replay_outside_the_skew_window_is_rejected(emulator, emulator_table, tu
 
 # A body changed after signing. The v2 signature covers the method, the path and query, the
 # Date, Content-Type, x-odps-* headers and the Content-MD5 *header*, never the body itself
-# (tunnel/signing.py; the canonical string below is the same for any body). So a changed
+# (tunnel/codec/signing.py; the canonical string below is the same for any body). So a changed
 # body is caught exactly when the request carries Content-MD5: the emulator checks it against
 # the body received (emulator/ingest.py ``check_content_md5``, streamed bodies and SQL
 # submissions) and answers 400 ``BadDigest``; changing the header too breaks the signature.
