@@ -1,16 +1,23 @@
 """Throughput of the Arrow upload/download path against pyodps, on 1M ``typical`` rows.
 
-Run: ``.venv/bin/python benchmarks/arrow_framing_probe.py [rows] [zone]``. MB/s are body
-megabytes (10^6 bytes of framed, uncompressed body) per second, best of three runs.
-pyodps is imported here only as the reference to compare with.
+Run: ``.venv/bin/python benchmarks/arrow_framing_probe.py [--rows N] [--zone Z] [--repeat K]
+[--min-ratio R]`` (1,000,000 rows, UTC, 3 rounds; ``--quick`` is 20,000 rows). MB/s are body
+megabytes (10^6 bytes of framed, uncompressed body) per second. The encode steps are timed
+together in each round, then the decode steps, the order alternating from round to round;
+every figure is the median (min–max) over the rounds, next to wall and client CPU seconds
+(``time.process_time()`` of this process; the work is in-process, there is no server).
+Ratios are ours / pyodps throughput of the full writer and reader, paired per round;
+``--min-ratio R`` makes a median ratio below R an error (exit status 1). The ``ours
+encode``/``ours decode`` rows are lower layers alone (less work than a writer or reader), so
+they are not compared with pyodps. pyodps is imported here only as the reference.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
-import sys
-import time
 
+import _measure as measure
 import numpy as np
 import pyarrow as pa
 
@@ -48,22 +55,34 @@ def make_table(rows: int) -> pa.Table:
     return pa.Table.from_batches(table.to_batches(max_chunksize=65536))
 
 
-def best(func, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def collect(chunks) -> bytes:
     return b"".join(chunks)
 
 
+# (label, work it does; the first word says whose code runs)
+ENCODE = {
+    "frame": "ours   encode: serialize + frame (ArrowFrameEncoder) [lower layer only]",
+    "ours write": "ours   ArrowWriter.write+close (conform, frame, StreamingBody)",
+    "pyodps write": "pyodps ArrowWriter.write+close",
+}
+DECODE = {
+    "decode": "ours   decode: ArrowFrameDecoder + read_payload_batches [lower layer only]",
+    "ours read": "ours   TunnelArrowReader.read()",
+    "pyodps read": "pyodps TunnelArrowReader.read()",
+}
+
+
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    zone = sys.argv[2] if len(sys.argv) > 2 else "UTC"
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--zone", default="UTC", help="options.local_timezone of both sides")
+    parser.add_argument(
+        "--min-ratio", type=float, help="target: median ours/pyodps write and read ratios"
+    )
+    measure.common_args(parser, "--rows 20000")
+    args = parser.parse_args()
+    rows = 20_000 if args.quick else args.rows
+    zone = args.zone
     options.local_timezone = zone
     from odps import options as odps_options
     from odps.tunnel.io.reader import TunnelArrowReader as TheirReader
@@ -84,55 +103,77 @@ def main() -> None:
             size += sum(len(p) for p in encoder.feed(serialize_batch(batch)))
         return size + len(encoder.finish())
 
-    sent: list[bytes] = []
-
-    def ours_write() -> None:
-        sent.clear()
+    def ours_write() -> list[bytes]:
+        sent: list[bytes] = []
         with ArrowWriter(SCHEMA, lambda chunks: sent.append(collect(chunks))) as writer:
             writer.write(table)
+        return sent
 
-    theirs: list[bytes] = []
-
-    def theirs_write() -> None:
-        theirs.clear()
+    def theirs_write() -> list[bytes]:
+        theirs: list[bytes] = []
         writer = TheirWriter(their_schema, lambda chunks: theirs.append(collect(chunks)))
         writer.write(table)
         writer.close()
+        return theirs
 
-    frame_time = best(frame_only)
-    our_write_time = best(ours_write)
-    their_write_time = best(theirs_write)
-    body = sent[0]
-    size_mb = len(body) / 1e6
-    assert len(theirs[0]) == len(body)
+    # Untimed: what the writers send, and that both send the same amount.
+    body = ours_write()[0]
+    measure.require(len(theirs_write()[0]) == len(body), "ours and pyodps frame different sizes")
+    size_mb = len(body) / measure.MB
 
     def decode_only() -> None:
         for _ in read_payload_batches(ArrowFrameDecoder(io.BytesIO(body)), arrow_schema):
             pass
 
-    def ours_read() -> None:
-        TunnelArrowReader(SCHEMA, lambda start: io.BytesIO(body)).read()
+    def ours_read() -> int:
+        return TunnelArrowReader(SCHEMA, lambda start: io.BytesIO(body)).read().num_rows
 
-    def theirs_read() -> None:
-        TheirReader(
-            their_schema,
-            lambda start: get_decompress_stream(io.BytesIO(body), None, requests=False),
-        ).read()
+    def theirs_read() -> int:
+        return (
+            TheirReader(
+                their_schema,
+                lambda start: get_decompress_stream(io.BytesIO(body), None, requests=False),
+            )
+            .read()
+            .num_rows
+        )
 
-    decode_time = best(decode_only)
-    our_read_time = best(ours_read)
-    their_read_time = best(theirs_read)
+    measure.require(ours_read() == theirs_read() == rows, "decoded row counts")
+    fns = {
+        "frame": frame_only,
+        "ours write": ours_write,
+        "pyodps write": theirs_write,
+        "decode": decode_only,
+        "ours read": ours_read,
+        "pyodps read": theirs_read,
+    }
+    runs: dict[str, list[measure.Sample]] = {}
+    for group in (ENCODE, DECODE):
+        runs |= measure.alternate(
+            list(group), args.repeat, lambda name, _round: measure.timed(fns[name])[0]
+        )
 
     print(f"rows={rows} zone={zone} body={size_mb:.1f} MB pyarrow={pa.__version__}")
-    for label, seconds in [
-        ("ours   encode: serialize + frame (ArrowFrameEncoder)", frame_time),
-        ("ours   ArrowWriter.write+close (conform, frame, StreamingBody)", our_write_time),
-        ("pyodps ArrowWriter.write+close", their_write_time),
-        ("ours   decode: ArrowFrameDecoder + read_payload_batches", decode_time),
-        ("ours   TunnelArrowReader.read()", our_read_time),
-        ("pyodps TunnelArrowReader.read()", their_read_time),
-    ]:
-        print(f"{label:66s} {seconds * 1000:8.1f} ms {size_mb / seconds:9.0f} MB/s")
+    print(measure.method(args.repeat, "no server: in-process framing work"))
+    for name, label in (ENCODE | DECODE).items():
+        samples = runs[name]
+        mbps = measure.spread(measure.rates(size_mb, samples), ".0f")
+        print(f"{label:76s} {mbps} MB/s, {measure.cpu_figures(samples)}")
+    ratios = {
+        "write": measure.paired_ratios(
+            measure.walls(runs["pyodps write"]), measure.walls(runs["ours write"])
+        ),
+        "read": measure.paired_ratios(
+            measure.walls(runs["pyodps read"]), measure.walls(runs["ours read"])
+        ),
+    }
+    for what, values in ratios.items():
+        print(f"ratio ours/pyodps {what} throughput (same work): {measure.spread(values)}")
+    if args.min_ratio is not None:
+        targets = measure.Targets()
+        for what, values in ratios.items():
+            targets.at_least(f"{what} median ratio", measure.median(values), args.min_ratio)
+        targets.finish()
 
 
 if __name__ == "__main__":

@@ -1,31 +1,37 @@
 """Throughput of our tunnel codecs next to pyodps 0.13.2's compiled ones, in one process.
 
-Run: ``python benchmarks/codec.py [--rows N] [--repeat K]`` (1,000,000 rows and the best of
-3 runs by default). Both sides get the same values; every figure is rows per second and
-megabytes (10^6 bytes) of body per second, and the ratio is ours / pyodps (>= 1.0 means
-we are at least as fast). The process runs with TZ=UTC, as the golden vectors were made.
+Run: ``python benchmarks/codec.py [--rows N] [--repeat K] [--min-ratio R]`` (1,000,000 rows
+and 3 rounds by default; ``--quick`` is 5,000 rows). Both sides get the same values. Each
+round times ours and pyodps one after the other, the order alternating from round to round;
+every figure is the median (min–max) over the rounds: rows per second, megabytes (10^6
+bytes) of body per second, wall seconds and client CPU seconds (``time.process_time()`` of
+this process; the work is in-process, there is no server). The ratio is ours / pyodps
+throughput, paired per round (>= 1.0 means we are at least as fast). ``--min-ratio R``
+makes a median ratio below R an error (exit status 1). The process runs with TZ=UTC, as
+the golden vectors were made.
 
 Schemas: ``typical`` (bigint, double, string of 20 characters, boolean, datetime,
 decimal(18,4)) and ``wide`` (25 bigint + 25 double).
 
-What each row of the table times (data preparation is never timed):
+What each row times (data preparation is never timed); a row whose two sides do unequal
+work says so in the row:
 
 * record encode, tuples: ours ``RecordEncoder.encode_many(rows)`` + ``footer()``;
   pyodps ``BaseRecordWriter.write`` of prebuilt ``Record`` objects + ``close()``.
 * record encode, Arrow: ours ``RecordEncoder.encode_arrow(batch)`` + ``footer()``; pyodps
   has no Arrow-to-record path, so its figure is the only record path it has: writing the
   same rows as prebuilt ``Record`` objects (the conversion is not counted).
-* record decode, tuples: ours ``RecordDecoder.read_rows(4096)`` until the end; pyodps
+* record decode: ours ``RecordDecoder.read_rows(4096)`` (tuples) until the end; pyodps
   ``TunnelRecordReader`` iterated, taking each record's ``.values``.
 * Records build + encode: ``Record(schema, values)`` then encode, for each row; ours
   encodes ``record.values`` with ``RecordEncoder.encode``, pyodps calls ``write(record)``.
 * Arrow framing encode / decode: ``ArrowWriter(schema, request_callback)`` writing the
   table as one call / ``TunnelArrowReader(schema, stream_creator).read()``, for both
-  (ours from ``airflow_provider_odps_tunnel.tunnel.io.arrow_writer`` / ``arrow_reader``;
-  "n/a" when those modules are missing).
+  (ours from ``airflow_provider_odps_tunnel.tunnel.io.arrow_writer`` / ``arrow_reader``).
 
 Before timing, each side's record body is decoded by the other side and compared with the
-input rows, so both are known to encode the same data.
+input rows, so both are known to encode the same data; every timed operation's output is
+checked once, untimed, too.
 """
 
 from __future__ import annotations
@@ -33,8 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import decimal
-import gc
-import importlib.util
 import io
 import os
 import random
@@ -42,6 +46,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import _measure as measure
 
 TYPICAL = (
     ["id", "score", "name", "flag", "ts", "amount"],
@@ -54,27 +60,21 @@ WIDE = (
 
 
 @dataclass
-class Result:
-    """One timed operation on both sides; a side is None when it does not exist here."""
+class Op:
+    """One operation timed on both sides, ``repeat`` rounds each."""
 
     schema: str
     operation: str
+    unequal: str  # what each side does when that differs, "" when it is the same work
     rows: int
-    ours: float | None  # seconds
     ours_bytes: int
-    theirs: float | None
     theirs_bytes: int
+    ours: list[measure.Sample]
+    theirs: list[measure.Sample]
 
-
-def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """The fastest of ``repeat`` runs of ``fn`` (garbage collected before each), and its result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+    def ratios(self) -> list[float]:
+        """Ours / pyodps throughput per round: pyodps's wall time over ours."""
+        return measure.paired_ratios(measure.walls(self.theirs), measure.walls(self.ours))
 
 
 def typical_rows(n: int) -> list[tuple]:
@@ -240,112 +240,133 @@ class Pyodps:
         return reader.read().num_rows
 
 
-def ours_arrow_available() -> bool:
-    names = ("arrow_framing", "arrow_writer", "arrow_reader")
-    return all(
-        importlib.util.find_spec(f"airflow_provider_odps_tunnel.tunnel.{name}") is not None
-        for name in names
-    )
-
-
 def check_same_data(
     ours: Ours, theirs: Pyodps, rows: list[tuple], body: bytes, odps_body: bytes
 ) -> None:
     """Each side's body decodes (by the other side too) to the input rows."""
     sample = slice(0, 2000)
-    assert ours.decode_all(odps_body)[sample] == rows[sample], "our decoder on pyodps's body"
+    measure.require(
+        ours.decode_all(odps_body)[sample] == rows[sample], "our decoder on pyodps's body"
+    )
     decoded = [r.values for r in theirs.reader_cls(theirs.schema, lambda *a, **k: io.BytesIO(body))]
-    assert [tuple(v) for v in decoded[sample]] == rows[sample], "pyodps's decoder on our body"
-    assert len(decoded) == len(rows)
+    measure.require(
+        [tuple(v) for v in decoded[sample]] == rows[sample], "pyodps's decoder on our body"
+    )
+    measure.require(len(decoded) == len(rows), "pyodps decoded a different number of rows")
 
 
-def run_schema(label: str, names: list[str], types: list[str], n: int, repeat: int) -> list[Result]:
+def run_schema(label: str, names: list[str], types: list[str], n: int, repeat: int) -> list[Op]:
     rows = typical_rows(n) if label == "typical" else wide_rows(n)
     table = arrow_table(names, types, rows)
     ours, theirs = Ours(names, types), Pyodps(names, types)
     records = theirs.records(rows)
-    results = []
 
-    t_ours, encoded = best_time(lambda: ours.encode_tuples(rows), repeat)
-    body = bytes(encoded)  # what a stream reads from
-    t_theirs, odps_body = best_time(lambda: theirs.encode_records(records), repeat)
+    # Untimed: every operation's output, once, so the timed runs need no checks.
+    body = bytes(ours.encode_tuples(rows))  # what a stream reads from
+    odps_body = theirs.encode_records(records)
     check_same_data(ours, theirs, rows, body, odps_body)
-    results.append(
-        Result(label, "record encode, tuples", n, t_ours, len(body), t_theirs, len(odps_body))
+    measure.require(ours.encode_arrow(table) == body, "encode_arrow and encode_many disagree")
+    measure.require(ours.build_and_encode(rows) == body, "build + encode and encode_many disagree")
+    measure.require(ours.decode(body) == theirs.decode(odps_body) == n, "decoded row counts")
+    framed, odps_framed = ours.arrow_encode(table), theirs.arrow_encode(table)
+    measure.require(
+        ours.arrow_decode(framed) == theirs.arrow_decode(odps_framed) == n, "Arrow rows"
     )
 
-    t_ours, arrow_body = best_time(lambda: ours.encode_arrow(table), repeat)
-    assert arrow_body == body, "encode_arrow and encode_many disagree"
-    t_theirs, _ = best_time(lambda: theirs.encode_records(records), repeat)
-    results.append(
-        Result(label, "record encode, Arrow", n, t_ours, len(body), t_theirs, len(odps_body))
-    )
-
-    t_ours, count = best_time(lambda: ours.decode(body), repeat)
-    t_theirs, odps_count = best_time(lambda: theirs.decode(odps_body), repeat)
-    assert count == odps_count == n
-    results.append(
-        Result(label, "record decode, tuples", n, t_ours, len(body), t_theirs, len(odps_body))
-    )
-
-    t_ours, built = best_time(lambda: ours.build_and_encode(rows), repeat)
-    assert built == body
-    t_theirs, _ = best_time(lambda: theirs.build_and_encode(rows), repeat)
-    results.append(
-        Result(label, "Records build + encode", n, t_ours, len(body), t_theirs, len(odps_body))
-    )
-
-    t_theirs, odps_framed = best_time(lambda: theirs.arrow_encode(table), repeat)
-    t_theirs_dec, odps_count = best_time(lambda: theirs.arrow_decode(odps_framed), repeat)
-    assert odps_count == n
-    t_ours = t_ours_dec = None
-    framed = b""
-    if ours_arrow_available():
-        t_ours, framed = best_time(lambda: ours.arrow_encode(table), repeat)
-        t_ours_dec, count = best_time(lambda: ours.arrow_decode(framed), repeat)
-        assert count == n
-    results.append(
-        Result(label, "Arrow framing encode", n, t_ours, len(framed), t_theirs, len(odps_framed))
-    )
-    results.append(
-        Result(
-            label,
+    record_sizes = (len(body), len(odps_body))
+    operations: list[tuple[str, str, Callable[[], Any], Callable[[], Any], tuple[int, int]]] = [
+        (
+            "record encode, tuples",
+            "ours: tuples, pyodps: prebuilt Records",
+            lambda: ours.encode_tuples(rows),
+            lambda: theirs.encode_records(records),
+            record_sizes,
+        ),
+        (
+            "record encode, Arrow",
+            "ours: Arrow batches, pyodps: prebuilt Records (it has no Arrow record path)",
+            lambda: ours.encode_arrow(table),
+            lambda: theirs.encode_records(records),
+            record_sizes,
+        ),
+        (
+            "record decode",
+            "ours: tuples, pyodps: Records and their .values",
+            lambda: ours.decode(body),
+            lambda: theirs.decode(odps_body),
+            record_sizes,
+        ),
+        (
+            "Records build + encode",
+            "",
+            lambda: ours.build_and_encode(rows),
+            lambda: theirs.build_and_encode(rows),
+            record_sizes,
+        ),
+        (
+            "Arrow framing encode",
+            "",
+            lambda: ours.arrow_encode(table),
+            lambda: theirs.arrow_encode(table),
+            (len(framed), len(odps_framed)),
+        ),
+        (
             "Arrow framing decode",
-            n,
-            t_ours_dec,
-            len(framed),
-            t_theirs_dec,
-            len(odps_framed),
+            "",
+            lambda: ours.arrow_decode(framed),
+            lambda: theirs.arrow_decode(odps_framed),
+            (len(framed), len(odps_framed)),
+        ),
+    ]
+    results = []
+    for operation, unequal, ours_fn, theirs_fn, (ours_bytes, theirs_bytes) in operations:
+        fns = {"ours": ours_fn, "pyodps": theirs_fn}
+        runs = measure.alternate(
+            list(fns), repeat, lambda side, _round, fns=fns: measure.timed(fns[side])[0]
         )
-    )
+        results.append(
+            Op(
+                label,
+                operation,
+                unequal,
+                n,
+                ours_bytes,
+                theirs_bytes,
+                runs["ours"],
+                runs["pyodps"],
+            )
+        )
     return results
 
 
-def print_table(results: list[Result]) -> None:
-    def rate(seconds: float | None, amount: float, scale: float, fmt: str) -> str:
-        return "n/a" if seconds is None else format(amount / seconds / scale, fmt)
-
-    header = (
-        f"{'schema':8} {'operation':24} {'ours rows/s':>12} {'ours MB/s':>10} "
-        f"{'pyodps rows/s':>14} {'pyodps MB/s':>12} {'ratio':>6}"
-    )
-    print(header)
-    print("-" * len(header))
+def print_results(results: list[Op]) -> None:
     for r in results:
-        ratio = "n/a" if r.ours is None or r.theirs is None else f"{r.theirs / r.ours:.2f}"
-        print(
-            f"{r.schema:8} {r.operation:24} "
-            f"{rate(r.ours, r.rows, 1, ',.0f'):>12} {rate(r.ours, r.ours_bytes, 1e6, '.1f'):>10} "
-            f"{rate(r.theirs, r.rows, 1, ',.0f'):>14} "
-            f"{rate(r.theirs, r.theirs_bytes, 1e6, '.1f'):>12} {ratio:>6}"
-        )
+        work = f"unequal work: {r.unequal}" if r.unequal else "same work on both sides"
+        print(f"{r.schema:8} {r.operation:24} [{work}]")
+        for side, samples, nbytes in (
+            ("ours", r.ours, r.ours_bytes),
+            ("pyodps", r.theirs, r.theirs_bytes),
+        ):
+            print(
+                f"    {side:6} {measure.spread(measure.rates(r.rows, samples), ',.0f')} rows/s, "
+                f"{measure.spread(measure.rates(nbytes, samples, measure.MB), '.1f')} MB/s, "
+                f"{measure.cpu_figures(samples)}"
+            )
+        print(f"    ratio ours/pyodps throughput: {measure.spread(r.ratios())}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per schema")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts")
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        help="target: every median ours/pyodps ratio at least this",
+    )
+    measure.common_args(parser, "--rows 5000")
     args = parser.parse_args()
+    if args.quick:
+        args.rows = 5000
     os.environ["TZ"] = "UTC"  # before pyodps is imported: it reads the local zone
     time.tzset()
 
@@ -357,15 +378,26 @@ def main() -> None:
         f"rows={args.rows:,} repeat={args.repeat} pyodps={odps_version} "
         f"ours={record_codec.RecordEncoder.__module__}.{record_codec.RecordEncoder.__name__}"
     )
+    print(measure.method(args.repeat, "no server: in-process codec work"))
     results = []
     for label, (names, types) in (("typical", TYPICAL), ("wide", WIDE)):
         results += run_schema(label, names, types, args.rows, args.repeat)
-    print_table(results)
+    print_results(results)
     print(
-        "\nratio = ours / pyodps throughput. pyodps has no Arrow-to-record path: its 'record"
-        "\nencode, Arrow' figure writes the same rows as prebuilt Records. Record bodies differ"
-        "\nin size only by CRC varints (pyodps writes CRCs >= 2^31 in 10 bytes, we in 5)."
+        "\nratio = ours / pyodps throughput (pyodps wall / ours wall, paired per round). pyodps"
+        "\nhas no Arrow-to-record path: its 'record encode, Arrow' figure writes the same rows as"
+        "\nprebuilt Records. Record bodies differ in size only by CRC varints (pyodps writes CRCs"
+        "\n>= 2^31 in 10 bytes, we in 5)."
     )
+    if args.min_ratio is not None:
+        targets = measure.Targets()
+        for r in results:
+            targets.at_least(
+                f"{r.schema} {r.operation} median ratio",
+                measure.median(r.ratios()),
+                args.min_ratio,
+            )
+        targets.finish()
 
 
 if __name__ == "__main__":
