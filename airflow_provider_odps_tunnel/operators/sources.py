@@ -15,6 +15,11 @@ A callable source is called as ``source_callable(part, parts)`` and yields
 ``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas ``DataFrame`` objects; ``part`` runs
 over ``0 .. parts-1``. It must yield the same rows for the same part every time it is
 called, because a retried task calls it again.
+
+The operators that load data take these as the same keyword arguments, defined once here:
+``LoadSource`` holds them (their defaults and documentation), ``FileSourceMixin`` and
+``LoadSourceMixin`` give an operator's ``__init__`` the parameters, and the mixins'
+``template_fields`` are the ones every such operator templates.
 """
 
 from __future__ import annotations
@@ -22,17 +27,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import pyarrow as pa
+from airflow.sdk.bases.operator import BaseOperatorMeta
+from airflow.sdk.exceptions import AirflowFailException
 
 __all__ = [
     "SOURCE_FORMATS",
+    "SOURCE_CHOICE_ERROR",
     "SourceCallable",
     "SourcePiece",
+    "LoadSource",
+    "FileSourceMixin",
+    "LoadSourceMixin",
     "list_source_pieces",
     "callable_pieces",
+    "source_pieces_for",
     "read_piece",
     "read_pieces",
     "keep_table_columns",
@@ -283,6 +295,185 @@ def keep_table_columns(
     for batch in batches:
         keep = [i for i, name in enumerate(batch.schema.names) if name.lower() in wanted]
         yield batch if len(keep) == batch.num_columns else batch.select(keep)
+
+
+# -- the source options of the operators that load data ---------------------------------
+
+#: The error of a source that is both files and a callable, or neither.
+SOURCE_CHOICE_ERROR = (
+    "give either source (files) or a callable source (source_callable with source_parts; "
+    "an upload plan takes only source_parts)"
+)
+
+
+def _check_choice(files: bool, callable_source: bool) -> None:
+    if files == callable_source:
+        raise AirflowFailException(SOURCE_CHOICE_ERROR)
+
+
+def _files_of(
+    source: str | Sequence[str],
+    conn_id: str | None,
+    source_format: str | None,
+    *,
+    split_bytes: int | None = None,
+    allow_empty: bool = False,
+) -> list[SourcePiece]:
+    pieces = list_source_pieces(
+        source, conn_id=conn_id, source_format=source_format, split_bytes=split_bytes
+    )
+    if not pieces and not allow_empty:
+        raise AirflowFailException(f"no source files found in {source!r}")
+    return pieces
+
+
+def source_pieces_for(
+    source: str | Sequence[str] | None,
+    source_conn_id: str | None,
+    source_format: str | None,
+    source_callable: SourceCallable | None,
+    source_parts: int | None,
+) -> list[SourcePiece]:
+    """The pieces of an operator's source: files, or the parts of a callable."""
+    _check_choice(source is not None, source_callable is not None)
+    if source_callable is not None:
+        return callable_pieces(source_parts or 1)
+    return _files_of(source, source_conn_id, source_format)
+
+
+@dataclass(frozen=True)
+class LoadSource:
+    """Where the rows of a load come from and how they are read: the source options of the
+    operators that load data, defined once.
+
+    ``ObjectStorageToOdpsOperator``, ``OdpsUpsertOperator`` and ``OdpsStreamUploadOperator``
+    take the source as files or a callable (``LoadSourceMixin``); the block-upload chain
+    splits it: ``OdpsPlanUploadOperator`` takes the files (``FileSourceMixin``) or
+    ``source_parts``, and ``OdpsWriteBlocksOperator`` the callable and how to read. Each
+    operator builds one from its rendered attributes (``LoadSource.of(self)``) when it runs.
+    "(templated)" marks the options that every operator taking them templates.
+
+    :param source: a file, a directory (every file below it but hidden ones and markers like
+        ``_SUCCESS``), a glob pattern, or a list of them, as ``ObjectStoragePath`` URIs
+        (``s3://...``, ``file:///...``) (templated).
+    :param source_conn_id: the Airflow connection of the source's filesystem (templated).
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
+        batches or tables or DataFrames; it must give the same rows for a part every time,
+        since a retry calls it again.
+    :param source_parts: the number of parts the callable is called for (1 by default).
+        An upload plan, whose writers hold the callable, takes only this (templated there).
+    :param ignore_extra_columns: drop source columns the table does not have instead of
+        failing.
+    :param batch_rows: rows per batch read from files.
+    """
+
+    source: str | Sequence[str] | None = None
+    source_conn_id: str | None = None
+    source_format: str | None = None
+    source_callable: SourceCallable | None = None
+    source_parts: int | None = None
+    ignore_extra_columns: bool = False
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+    @classmethod
+    def of(cls, operator: Any) -> LoadSource:
+        """The source options an operator holds (rendered); those it lacks keep their
+        defaults."""
+        return cls(**{f.name: getattr(operator, f.name, f.default) for f in fields(cls)})
+
+    @property
+    def parts(self) -> int | None:
+        """The number of callable parts, None for files: ``source_parts``, which is 1 by
+        default when the callable is given (an upload plan, whose writers hold the
+        callable, gives only ``source_parts``)."""
+        if self.source_callable is not None:
+            return int(self.source_parts or 1)
+        return None if self.source_parts is None else int(self.source_parts)
+
+    def pieces(self) -> list[SourcePiece]:
+        """The pieces to read one by one: each file, or each part of the callable."""
+        return source_pieces_for(
+            self.source,
+            self.source_conn_id,
+            self.source_format,
+            self.source_callable,
+            self.source_parts,
+        )
+
+    def plan_pieces(self, *, split_bytes: int, allow_empty: bool = False) -> list[SourcePiece]:
+        """The pieces to plan blocks from: the files (a Parquet file larger than twice
+        ``split_bytes`` cut by row groups) or ``parts`` callable parts. The callable itself
+        may be elsewhere (an upload plan's writers hold it): ``source_parts`` alone names a
+        callable source."""
+        parts = self.parts
+        _check_choice(self.source is not None, parts is not None)
+        if parts is not None:
+            return callable_pieces(parts)
+        return _files_of(
+            self.source,
+            self.source_conn_id,
+            self.source_format,
+            split_bytes=split_bytes,
+            allow_empty=allow_empty,
+        )
+
+    def read(self, pieces: Iterable[SourcePiece], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        """The rows of ``pieces`` for a table of Arrow ``schema``, streamed."""
+        batches = read_pieces(
+            pieces,
+            schema=schema,
+            source_callable=self.source_callable,
+            batch_rows=self.batch_rows,
+        )
+        return keep_table_columns(batches, schema) if self.ignore_extra_columns else batches
+
+
+class FileSourceMixin:
+    """Gives an operator the files of its source: ``source``, ``source_conn_id`` and
+    ``source_format`` (documented in ``LoadSource``). The operator lists them in its own
+    ``template_fields`` as ``*FileSourceMixin.template_fields`` (or ``LoadSourceMixin``'s).
+    """
+
+    #: The source options that every operator taking them templates.
+    template_fields: Sequence[str] = ("source", "source_conn_id", "source_format")
+
+    # Not a BaseOperator: decorated as Airflow decorates operators' __init__, so that
+    # default_args, partial() and expand() know these parameters (as ResumableJobMixin does).
+    @BaseOperatorMeta._apply_defaults
+    def __init__(
+        self,
+        *,
+        source: str | list[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.source_conn_id = source_conn_id
+        self.source_format = source_format
+
+
+class LoadSourceMixin(FileSourceMixin):
+    """Gives an operator a whole source, files or a callable: the parameters of
+    ``FileSourceMixin`` and ``source_callable``, ``source_parts`` and ``batch_rows``
+    (documented in ``LoadSource``)."""
+
+    @BaseOperatorMeta._apply_defaults
+    def __init__(
+        self,
+        *,
+        source_callable: SourceCallable | None = None,
+        source_parts: int | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source_callable = source_callable
+        self.source_parts = source_parts
+        self.batch_rows = batch_rows
 
 
 def _as_batches(items: Iterable[Any]) -> Iterator[pa.RecordBatch]:

@@ -24,37 +24,31 @@ from airflow_provider_odps_tunnel.operators.assets import (
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
-from airflow_provider_odps_tunnel.operators.sources import (
-    DEFAULT_BATCH_ROWS,
-    SourceCallable,
-    read_piece,
-)
-from airflow_provider_odps_tunnel.operators.upsert import source_pieces_for
+from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
 
 __all__ = ["OdpsStreamUploadOperator"]
 
 _STATE_KEY = "stream"
 
 
-class OdpsStreamUploadOperator(OdpsBaseOperator):
+class OdpsStreamUploadOperator(LoadSourceMixin, OdpsBaseOperator):
     """Append rows from files or a callable through a stream upload session.
 
-    Returns ``{"table", "partition", "session_id", "rows", "pieces"}``.
+    Returns ``{"table", "partition", "session_id", "rows", "pieces"}``. The source options
+    are described in ``LoadSource`` (``operators.sources``).
 
     :param table: the table (templated).
     :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
-    :param source: a file, directory or glob pattern, or a list of them, as
-        ``ObjectStoragePath`` URIs (templated).
+    :param source: the files to append, each one piece with a writer of its own (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
-        from each file's suffix (templated).
-    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
-        batches or tables or DataFrames.
-    :param source_parts: the number of parts the callable is called for.
+    :param source_format: the files' format, by default taken from each suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)``; each part is a
+        piece, and a retry skips the pieces already appended.
+    :param source_parts: the number of parts (pieces) the callable is called for.
+    :param batch_rows: rows per batch read from files.
     :param create_partition: create the partition if it does not exist.
     :param compression: compress bodies (``"zlib"``, ``"zstd"``, ``"lz4"``, ``"snappy"``)
         (templated).
-    :param batch_rows: rows per batch read from files.
     :param progress_interval: seconds between progress lines in the log.
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
     :param project: a project overriding the connection's (templated).
@@ -64,9 +58,7 @@ class OdpsStreamUploadOperator(OdpsBaseOperator):
         *OdpsBaseOperator.template_fields,
         "table",
         "partition",
-        "source",
-        "source_conn_id",
-        "source_format",
+        *LoadSourceMixin.template_fields,
         "compression",
     )
 
@@ -75,14 +67,8 @@ class OdpsStreamUploadOperator(OdpsBaseOperator):
         *,
         table: str,
         partition: str | None = None,
-        source: str | list[str] | None = None,
-        source_conn_id: str | None = None,
-        source_format: str | None = None,
-        source_callable: SourceCallable | None = None,
-        source_parts: int | None = None,
         create_partition: bool = False,
         compression: str | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -90,25 +76,14 @@ class OdpsStreamUploadOperator(OdpsBaseOperator):
         super().__init__(**kwargs)
         self.table = table
         self.partition = partition
-        self.source = source
-        self.source_conn_id = source_conn_id
-        self.source_format = source_format
-        self.source_callable = source_callable
-        self.source_parts = source_parts
         self.create_partition = create_partition
         self.compression = compression
-        self.batch_rows = batch_rows
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
         state = TaskState.of(context)
-        pieces = source_pieces_for(
-            self.source,
-            self.source_conn_id,
-            self.source_format,
-            self.source_callable,
-            self.source_parts,
-        )
+        source = LoadSource.of(self)
+        pieces = source.pieces()
         stored = state.get(_STATE_KEY)
         same_target = isinstance(stored, dict) and (
             stored.get("table"),
@@ -133,12 +108,7 @@ class OdpsStreamUploadOperator(OdpsBaseOperator):
             if key in done:
                 progress.unit_done(done[key], 0)
                 continue
-            batches = read_piece(
-                piece,
-                schema=arrow_schema,
-                source_callable=self.source_callable,
-                batch_rows=self.batch_rows,
-            )
+            batches = source.read([piece], arrow_schema)
             rows = self.hook.write_stream(session, batches, compress=bool(self.compression))
             done[key] = rows
             state.set(

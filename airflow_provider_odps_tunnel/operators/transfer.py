@@ -24,9 +24,8 @@ from airflow_provider_odps_tunnel.operators.assets import (
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
 from airflow_provider_odps_tunnel.operators.planning import DEFAULT_BLOCK_BYTES, BlockPlan
-from airflow_provider_odps_tunnel.operators.sources import DEFAULT_BATCH_ROWS, SourceCallable
+from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
 from airflow_provider_odps_tunnel.operators.upload_steps import (
-    SourceOptions,
     commit_planned_upload,
     plan_source_blocks,
     write_planned_blocks,
@@ -37,22 +36,23 @@ __all__ = ["ObjectStorageToOdpsOperator"]
 _RESULT_KEY = "result"
 
 
-class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
+class ObjectStorageToOdpsOperator(ResumableJobMixin, LoadSourceMixin, OdpsBaseOperator):
     """Load files from object storage (or a callable's data) into a table in one task.
 
-    Returns ``{"table", "partition", "session_id", "blocks", "rows"}``.
+    Returns ``{"table", "partition", "session_id", "blocks", "rows"}``. The source options
+    are described in ``LoadSource`` (``operators.sources``).
 
     :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
         (templated).
     :param partition: the partition to load, e.g. ``"ds=2024-01-01"`` (templated).
-    :param source: a file, directory or glob pattern, or a list of them, as
-        ``ObjectStoragePath`` URIs (templated).
+    :param source: the files to load, grouped into blocks of ``block_size`` (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
-        from each file's suffix (templated).
-    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
-        batches or tables or DataFrames; it must give the same rows for a part every time.
-    :param source_parts: the number of parts the callable is called for.
+    :param source_format: the files' format, by default taken from each suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)``; each part is
+        written as a block of its own.
+    :param source_parts: the number of parts (blocks) the callable is called for.
+    :param ignore_extra_columns: drop source columns the table does not have.
+    :param batch_rows: rows per batch read from files.
     :param overwrite: replace the table's or partition's data at commit.
     :param create_partition: create the partition if it does not exist.
     :param compression: compress block bodies (``"zlib"``, ``"zstd"``, ``"lz4"``,
@@ -60,9 +60,7 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
     :param tags: tags of the session (templated).
     :param block_size: target bytes of source per block (default 64 MiB).
     :param threads: blocks written at the same time.
-    :param ignore_extra_columns: drop source columns the table does not have.
     :param allow_empty: commit nothing, instead of failing, when the source has no files.
-    :param batch_rows: rows per batch read from files.
     :param progress_interval: seconds between progress lines in the log.
     :param durable: remember the session across retries (``ResumableJobMixin``).
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
@@ -74,9 +72,7 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
         *OdpsBaseOperator.template_fields,
         "table",
         "partition",
-        "source",
-        "source_conn_id",
-        "source_format",
+        *LoadSourceMixin.template_fields,
         "compression",
         "tags",
     )
@@ -86,11 +82,6 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
         *,
         table: str,
         partition: str | None = None,
-        source: str | list[str] | None = None,
-        source_conn_id: str | None = None,
-        source_format: str | None = None,
-        source_callable: SourceCallable | None = None,
-        source_parts: int | None = None,
         overwrite: bool = False,
         create_partition: bool = False,
         compression: str | None = None,
@@ -99,7 +90,6 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
         threads: int = 4,
         ignore_extra_columns: bool = False,
         allow_empty: bool = False,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -107,11 +97,6 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
         super().__init__(**kwargs)
         self.table = table
         self.partition = partition
-        self.source = source
-        self.source_conn_id = source_conn_id
-        self.source_format = source_format
-        self.source_callable = source_callable
-        self.source_parts = source_parts if source_callable is None else (source_parts or 1)
         self.overwrite = overwrite
         self.create_partition = create_partition
         self.compression = compression
@@ -120,7 +105,6 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
         self.threads = threads
         self.ignore_extra_columns = ignore_extra_columns
         self.allow_empty = allow_empty
-        self.batch_rows = batch_rows
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -179,11 +163,7 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
             blocks,
             state,
             self.log,
-            sources=SourceOptions(
-                source_callable=self.source_callable,
-                ignore_extra_columns=self.ignore_extra_columns,
-                batch_rows=self.batch_rows,
-            ),
+            sources=LoadSource.of(self),
             threads=self.threads,
             progress_interval=self.progress_interval,
         )
@@ -208,10 +188,7 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, OdpsBaseOperator):
 
     def _plan(self) -> list[BlockPlan]:
         return plan_source_blocks(
-            source=self.source,
-            source_conn_id=self.source_conn_id,
-            source_format=self.source_format,
-            source_parts=self.source_parts,
+            LoadSource.of(self),
             block_bytes=self.block_size,
             first_block_id=0,
             allow_empty=self.allow_empty,

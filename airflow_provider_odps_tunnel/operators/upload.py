@@ -40,9 +40,13 @@ from airflow_provider_odps_tunnel.operators.planning import (
     max_map_length,
     split_work,
 )
-from airflow_provider_odps_tunnel.operators.sources import DEFAULT_BATCH_ROWS, SourceCallable
+from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    FileSourceMixin,
+    LoadSource,
+    SourceCallable,
+)
 from airflow_provider_odps_tunnel.operators.upload_steps import (
-    SourceOptions,
     commit_planned_upload,
     open_or_reattach_upload,
     plan_source_blocks,
@@ -119,7 +123,7 @@ class OdpsCreateUploadSessionOperator(OdpsBaseOperator):
         return ref.to_dict()
 
 
-class OdpsPlanUploadOperator(BaseOperator):
+class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
     """Cut the source into blocks and the blocks into writer tasks; returns the list of
     keyword arguments for ``OdpsWriteBlocksOperator.partial(...).expand_kwargs(...)``.
 
@@ -128,12 +132,11 @@ class OdpsPlanUploadOperator(BaseOperator):
     source where the data allows, ids stay within ``first_block_id .. 19999``, and there are
     at most ``max_writers`` writers (never more than Airflow's ``[core] max_map_length``).
     The plan is deterministic for the same files, so a re-run plans the same blocks.
+    The source options are described in ``LoadSource`` (``operators.sources``).
 
-    :param source: a file, directory or glob pattern, or a list of them, as
-        ``ObjectStoragePath`` URIs (``s3://...``, ``file:///...``) (templated).
+    :param source: the files to cut into blocks (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
-        from each file's suffix (templated).
+    :param source_format: the files' format, by default taken from each suffix (templated).
     :param source_parts: instead of files, the number of parts of a source callable that the
         writers are given (templated).
     :param block_size: target bytes of source per block (default 64 MiB) (templated).
@@ -143,9 +146,7 @@ class OdpsPlanUploadOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source",
-        "source_conn_id",
-        "source_format",
+        *FileSourceMixin.template_fields,
         "source_parts",
         "block_size",
         "max_writers",
@@ -154,9 +155,6 @@ class OdpsPlanUploadOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str | list[str] | None = None,
-        source_conn_id: str | None = None,
-        source_format: str | None = None,
         source_parts: int | None = None,
         block_size: int = DEFAULT_BLOCK_BYTES,
         max_writers: int = 16,
@@ -165,9 +163,6 @@ class OdpsPlanUploadOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.source = source
-        self.source_conn_id = source_conn_id
-        self.source_format = source_format
         self.source_parts = source_parts
         self.block_size = block_size
         self.max_writers = max_writers
@@ -176,10 +171,7 @@ class OdpsPlanUploadOperator(BaseOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         blocks = plan_source_blocks(
-            source=self.source,
-            source_conn_id=self.source_conn_id,
-            source_format=self.source_format,
-            source_parts=None if self.source_parts is None else int(self.source_parts),
+            LoadSource.of(self),
             block_bytes=int(self.block_size),
             first_block_id=self.first_block_id,
             allow_empty=self.allow_empty,
@@ -210,8 +202,8 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         (templated; pass ``create.output``).
     :param blocks: this writer's blocks, from ``OdpsPlanUploadOperator`` (templated;
         normally supplied by ``expand_kwargs(plan.output)``).
-    :param source_callable: the callable for plans made with ``source_parts``; called as
-        ``source_callable(part, parts)`` and yielding Arrow batches or tables or DataFrames.
+    :param source_callable: the callable for plans made with ``source_parts``, called as
+        ``source_callable(part, parts)`` (see ``LoadSource``).
     :param ignore_extra_columns: drop source columns the table does not have instead of
         failing.
     :param threads: blocks written at the same time inside this task.
@@ -253,11 +245,7 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
             blocks,
             TaskState.of(context),
             self.log,
-            sources=SourceOptions(
-                source_callable=self.source_callable,
-                ignore_extra_columns=self.ignore_extra_columns,
-                batch_rows=self.batch_rows,
-            ),
+            sources=LoadSource.of(self),
             threads=self.threads,
             progress_interval=self.progress_interval,
         )

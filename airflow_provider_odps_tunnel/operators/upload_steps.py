@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -27,19 +26,11 @@ from airflow_provider_odps_tunnel.hooks.tunnel import OdpsTunnelHook
 from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
 from airflow_provider_odps_tunnel.operators.planning import BlockPlan, plan_blocks
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
-from airflow_provider_odps_tunnel.operators.sources import (
-    DEFAULT_BATCH_ROWS,
-    SourceCallable,
-    callable_pieces,
-    keep_table_columns,
-    list_source_pieces,
-    read_pieces,
-)
+from airflow_provider_odps_tunnel.operators.sources import LoadSource
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
 
 __all__ = [
     "SESSION_KEY",
-    "SourceOptions",
     "open_or_reattach_upload",
     "write_planned_blocks",
     "commit_planned_upload",
@@ -48,21 +39,6 @@ __all__ = [
 
 #: Task-state key of the upload session a task opened.
 SESSION_KEY = "upload_session"
-
-
-@dataclass(frozen=True)
-class SourceOptions:
-    """How writers read their pieces.
-
-    :param source_callable: the callable behind callable pieces.
-    :param ignore_extra_columns: drop source columns the table does not have, instead of
-        failing.
-    :param batch_rows: rows per batch read from files.
-    """
-
-    source_callable: SourceCallable | None = None
-    ignore_extra_columns: bool = False
-    batch_rows: int = DEFAULT_BATCH_ROWS
 
 
 def open_or_reattach_upload(
@@ -132,11 +108,14 @@ def write_planned_blocks(
     state: TaskState,
     log: Any,
     *,
-    sources: SourceOptions,
+    sources: LoadSource,
     threads: int = 1,
     progress_interval: float = 10.0,
 ) -> list[dict[str, Any]]:
     """Write every block of ``blocks`` that is not already written; one result per block.
+
+    The blocks' pieces are read as ``sources`` says (its callable, batch size and column
+    handling).
 
     A result is ``{"block_id", "rows", "bytes", "digest", "skipped"}``; ``skipped`` says the
     block was written by an earlier try and not sent again. Blocks finished before a
@@ -172,18 +151,10 @@ def write_planned_blocks(
     arrow_schema = hook.arrow_schema(upload)
 
     def write(block: BlockPlan) -> dict[str, Any]:
-        batches = read_pieces(
-            block.pieces,
-            schema=arrow_schema,
-            source_callable=sources.source_callable,
-            batch_rows=sources.batch_rows,
-        )
-        if sources.ignore_extra_columns:
-            batches = keep_table_columns(batches, arrow_schema)
         written = hook.write_block(
             upload,
             block.block_id,
-            batches,
+            sources.read(block.pieces, arrow_schema),
             compress=bool(ref.compression),
             on_batch=progress.add,
         )
@@ -314,26 +285,12 @@ def _ids(ids: Sequence[int]) -> str:
 
 
 def plan_source_blocks(
+    source: LoadSource,
     *,
-    source: str | Sequence[str] | None,
-    source_conn_id: str | None,
-    source_format: str | None,
-    source_parts: int | None,
     block_bytes: int,
     first_block_id: int,
     allow_empty: bool,
 ) -> list[BlockPlan]:
     """List the source (files, or a callable's parts) and group it into blocks."""
-    if (source is None) == (source_parts is None):
-        raise AirflowFailException(
-            "give either source (files) or source_parts (the parts of a source callable)"
-        )
-    if source is not None:
-        pieces = list_source_pieces(
-            source, conn_id=source_conn_id, source_format=source_format, split_bytes=block_bytes
-        )
-    else:
-        pieces = callable_pieces(int(source_parts))
-    if not pieces and not allow_empty:
-        raise AirflowFailException(f"no source files found in {source!r}")
+    pieces = source.plan_pieces(split_bytes=block_bytes, allow_empty=allow_empty)
     return plan_blocks(pieces, block_bytes=block_bytes, first_block_id=first_block_id)

@@ -16,8 +16,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
 from airflow_provider_odps_tunnel.operators.assets import (
     default_outlets,
@@ -27,36 +25,11 @@ from airflow_provider_odps_tunnel.operators.assets import (
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
-from airflow_provider_odps_tunnel.operators.sources import (
-    DEFAULT_BATCH_ROWS,
-    SourceCallable,
-    SourcePiece,
-    callable_pieces,
-    list_source_pieces,
-    read_piece,
-)
+from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin, SourcePiece
 
-__all__ = ["OdpsUpsertOperator", "source_pieces_for"]
+__all__ = ["OdpsUpsertOperator"]
 
 _STATE_KEY = "upsert"
-
-
-def source_pieces_for(
-    source: str | Sequence[str] | None,
-    source_conn_id: str | None,
-    source_format: str | None,
-    source_callable: SourceCallable | None,
-    source_parts: int | None,
-) -> list[SourcePiece]:
-    """The pieces of an operator's source: files, or the parts of a callable."""
-    if (source is None) == (source_callable is None):
-        raise AirflowFailException("give either source (files) or source_callable")
-    if source_callable is not None:
-        return callable_pieces(source_parts or 1)
-    pieces = list_source_pieces(source, conn_id=source_conn_id, source_format=source_format)
-    if not pieces:
-        raise AirflowFailException(f"no source files found in {source!r}")
-    return pieces
 
 
 def _fingerprint(pieces: Sequence[SourcePiece]) -> str:
@@ -64,21 +37,21 @@ def _fingerprint(pieces: Sequence[SourcePiece]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class OdpsUpsertOperator(OdpsBaseOperator):
+class OdpsUpsertOperator(LoadSourceMixin, OdpsBaseOperator):
     """Upsert (and optionally delete) rows of a primary-key table from files or a callable.
 
-    Returns ``{"table", "partition", "session_id", "upserted", "deleted"}``.
+    Returns ``{"table", "partition", "session_id", "upserted", "deleted"}``. The source
+    options are described in ``LoadSource`` (``operators.sources``).
 
     :param table: the primary-key (transactional) table (templated).
     :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
-    :param source: a file, directory or glob pattern, or a list of them, as
-        ``ObjectStoragePath`` URIs (templated).
+    :param source: the files to upsert from, one piece each, in name order (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
-        from each file's suffix (templated).
-    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
-        batches or tables or DataFrames.
-    :param source_parts: the number of parts the callable is called for.
+    :param source_format: the files' format, by default taken from each suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)``; each part is a
+        piece, and a retry continues after the last piece flushed.
+    :param source_parts: the number of parts (pieces) the callable is called for.
+    :param batch_rows: rows per batch read from files.
     :param delete_column: a boolean source column; rows where it is true are deleted by
         primary key instead of upserted (the column is not written).
     :param commit_timeout: seconds to wait for the commit to complete.
@@ -86,7 +59,6 @@ class OdpsUpsertOperator(OdpsBaseOperator):
     :param lifecycle: hours (1..24) the session lives without a commit.
     :param compression: compress bodies (``"zlib"``, ``"zstd"``, ``"lz4"``, ``"snappy"``)
         (templated).
-    :param batch_rows: rows per batch read from files.
     :param progress_interval: seconds between progress lines in the log.
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
     :param project: a project overriding the connection's (templated).
@@ -96,9 +68,7 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         *OdpsBaseOperator.template_fields,
         "table",
         "partition",
-        "source",
-        "source_conn_id",
-        "source_format",
+        *LoadSourceMixin.template_fields,
         "compression",
     )
 
@@ -107,17 +77,11 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         *,
         table: str,
         partition: str | None = None,
-        source: str | list[str] | None = None,
-        source_conn_id: str | None = None,
-        source_format: str | None = None,
-        source_callable: SourceCallable | None = None,
-        source_parts: int | None = None,
         delete_column: str | None = None,
         commit_timeout: float = 120,
         slot_num: int = 1,
         lifecycle: int | None = None,
         compression: str | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -125,28 +89,17 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         super().__init__(**kwargs)
         self.table = table
         self.partition = partition
-        self.source = source
-        self.source_conn_id = source_conn_id
-        self.source_format = source_format
-        self.source_callable = source_callable
-        self.source_parts = source_parts
         self.delete_column = delete_column
         self.commit_timeout = commit_timeout
         self.slot_num = slot_num
         self.lifecycle = lifecycle
         self.compression = compression
-        self.batch_rows = batch_rows
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
         state = TaskState.of(context)
-        pieces = source_pieces_for(
-            self.source,
-            self.source_conn_id,
-            self.source_format,
-            self.source_callable,
-            self.source_parts,
-        )
+        source = LoadSource.of(self)
+        pieces = source.pieces()
         progress_record, status = self._resume(state, _fingerprint(pieces), len(pieces))
         ref = SessionRef.of(progress_record["session"])
         if status in ("committed", "missing"):
@@ -157,7 +110,7 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         if done:
             self.log.info("Resuming after %d of %d pieces done by earlier tries", done, len(pieces))
         if status == "normal":
-            self._write(session, ref, pieces, done, progress_record, state)
+            self._write(session, ref, source, pieces, done, progress_record, state)
         session.commit()
         progress_record["committed"] = True
         state.set(_STATE_KEY, progress_record)
@@ -218,6 +171,7 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         self,
         session: Any,
         ref: SessionRef,
+        source: LoadSource,
         pieces: Sequence[SourcePiece],
         done: int,
         record: dict[str, Any],
@@ -233,14 +187,11 @@ class OdpsUpsertOperator(OdpsBaseOperator):
         stream = session.open_upsert_stream(compress=bool(self.compression))
         arrow_schema = self.hook.arrow_schema(session)
         for index in range(done, len(pieces)):
-            batches = read_piece(
-                pieces[index],
-                schema=arrow_schema,
-                source_callable=self.source_callable,
-                batch_rows=self.batch_rows,
-            )
             upserted, deleted = self.hook.upsert_batches(
-                stream, session.schema, batches, delete_column=self.delete_column
+                stream,
+                session.schema,
+                source.read([pieces[index]], arrow_schema),
+                delete_column=self.delete_column,
             )
             stream.flush()
             record.update(

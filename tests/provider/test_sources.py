@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    SOURCE_CHOICE_ERROR,
+    LoadSource,
     SourcePiece,
     callable_pieces,
     keep_table_columns,
     list_source_pieces,
     read_piece,
     read_pieces,
+    source_pieces_for,
 )
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64())])
@@ -135,3 +141,61 @@ def test_text_formats_take_the_column_types_of_the_table(tmp_path):
         assert data.column("code").to_pylist()[0] == "007"
     (piece,) = list_source_pieces(str(tmp_path / "codes.csv"))
     assert _read([piece], schema=schema).column("n").to_pylist() == [1, None]
+
+
+def test_source_pieces_for_lists_files_or_callable_parts(formats_dir, tmp_path):
+    pieces = source_pieces_for(str(formats_dir), "fs", None, None, None)
+    assert [p.format for p in pieces] == ["parquet", "csv", "jsonl", "arrow", "arrow"]
+    assert {p.conn_id for p in pieces} == {"fs"}
+    # A callable ignores the files' options; its parts default to one.
+    assert source_pieces_for(None, None, None, len, None) == callable_pieces(1)
+    assert source_pieces_for(None, None, None, len, 3) == callable_pieces(3)
+    for bad in [(None, None, None, None, 2), (str(formats_dir), None, None, len, None)]:
+        with pytest.raises(AirflowFailException) as err:
+            source_pieces_for(*bad)
+        assert str(err.value) == SOURCE_CHOICE_ERROR
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AirflowFailException, match="no source files found"):
+        source_pieces_for(str(tmp_path / "empty"), None, None, None, None)
+
+
+def test_load_source_takes_what_an_operator_holds_and_defaults_the_rest():
+    writer = SimpleNamespace(source_callable=len, ignore_extra_columns=True, batch_rows=5)
+    assert LoadSource.of(writer) == LoadSource(
+        source_callable=len, ignore_extra_columns=True, batch_rows=5
+    )
+    assert LoadSource.of(object()) == LoadSource()
+    assert LoadSource().batch_rows == DEFAULT_BATCH_ROWS
+    # parts: 1 by default with a callable; a plan (no callable) counts its source_parts,
+    # which may come rendered from a template as text.
+    assert LoadSource(source_callable=len).parts == 1
+    assert LoadSource(source_parts="4").parts == 4
+    assert LoadSource(source="x").parts is None
+
+
+def test_load_source_plans_files_or_parts_and_rejects_both_or_neither(formats_dir, tmp_path):
+    assert len(LoadSource(source=str(formats_dir)).plan_pieces(split_bytes=1 << 20)) == 5
+    assert LoadSource(source_parts=2).plan_pieces(split_bytes=1) == callable_pieces(2)
+    assert LoadSource(source_callable=len).plan_pieces(split_bytes=1) == callable_pieces(1)
+    for bad in [LoadSource(), LoadSource(source=str(formats_dir), source_parts=2)]:
+        with pytest.raises(AirflowFailException) as err:
+            bad.plan_pieces(split_bytes=1)
+        assert str(err.value) == SOURCE_CHOICE_ERROR
+    (tmp_path / "empty").mkdir()
+    empty = LoadSource(source=str(tmp_path / "empty"))
+    assert empty.plan_pieces(split_bytes=1, allow_empty=True) == []
+    with pytest.raises(AirflowFailException, match="no source files found"):
+        empty.plan_pieces(split_bytes=1)
+
+
+def test_load_source_reads_with_its_callable_batch_size_and_column_handling():
+    def rows(part, parts):
+        yield pa.table({"id": [part, part], "extra": [True, False]})
+
+    schema = pa.schema([("id", pa.int64())])
+    pieces = callable_pieces(2)
+    data = pa.Table.from_batches(list(LoadSource(source_callable=rows).read(pieces, schema)))
+    assert data.schema.names == ["id", "extra"]  # the table's writer reports the extra column
+    kept = LoadSource(source_callable=rows, ignore_extra_columns=True).read(pieces, schema)
+    data = pa.Table.from_batches(list(kept))
+    assert (data.schema.names, data.column("id").to_pylist()) == (["id"], [0, 0, 1, 1])
