@@ -1,20 +1,53 @@
-"""Upsert bucket hashing: the service's published test values and pyodps's compiled hasher."""
+"""Upsert bucket hashing, judged by the service's published values and by pyodps's hashers.
+
+A few hashes the service published pin the arithmetic exactly. Every key type is then
+compared, for the default and the legacy hasher, with pyodps's own value hasher
+(``odps.tunnel.hasher.hash_value``) on many generated values, and whole keys of several
+columns (with nulls) with pyodps's compiled ``RecordHasher`` (``odps.tunnel.hasher_c``).
+
+Values are drawn where pyodps is a sound judge. It refuses datetimes before 1928
+(``DatetimeOverflowError``) and, for TIMESTAMP and INTERVAL_DAY_TIME values before 1970 or
+negative with a fraction of a second, truncates the seconds toward zero while keeping the
+fraction positive, so its (seconds, nanos) is not the value's; our codec floors them
+(``seconds, nanos = divmod(ns, 10**9)``). Those values are not compared. pyodps reads a
+decimal type's scale as ``scale or 18``, so ``decimal(p,0)`` is judged by its decimal hash
+at scale 0; its compiled hasher overflows on decimals over 18 digits, which only the
+Python one judges. pyodps has no TIMESTAMP_NTZ hasher: that type is pinned to TIMESTAMP.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import warnings
 import zoneinfo
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from odps import types as odps_types
+from odps.tunnel import hasher as odps_hasher
+from odps.tunnel.hasher_c import RecordHasher
 
-from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher, bucket_of, hash_value
+from airflow_provider_odps_tunnel.tunnel.codec.hasher import (
+    RowHasher,
+    bucket_of,
+    hash_value,
+    row_hash,
+)
 
 D = decimal.Decimal
+UTC = dt.UTC
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")  # the zone pyodps's vectors were made in
+ZONES = [
+    UTC,
+    SHANGHAI,
+    zoneinfo.ZoneInfo("America/New_York"),
+    dt.timezone(dt.timedelta(hours=-3, minutes=-30)),
+]
+HASHERS = ["default", "legacy"]
+SETTINGS = settings(max_examples=200, deadline=None)
 
 VECTORS = [
     # type, value, default hasher, legacy hasher (None: no published value)
@@ -44,24 +77,198 @@ def test_published_hash_values(typ, value, default, legacy):
         assert hash_value(value, typ, "legacy", SHANGHAI) == legacy
 
 
-def test_row_hash_is_non_negative_and_skips_nulls():
-    hasher = RowHasher(["bigint", "string"], 7)
-    assert hasher.row_hash([1, None]) == hasher.row_hash([1, None])
-    for key in range(-500, 500):
-        assert 0 <= hasher.bucket([key, f"k{key}"]) < 7
-        assert hasher.row_hash([key, "x"]) >= 0
+# ------------------------------------------------------------------- values pyodps judges
+_EARLIEST = dt.datetime(1928, 1, 2)  # pyodps refuses older datetimes
+_LATEST = dt.datetime(2200, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1)
+_MAX_TIMEDELTA_NS = 2**63 - 1  # pandas' range
+
+
+def _int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+@st.composite
+def _decimals(draw, precision: int, scale: int) -> D:
+    """A decimal that fits ``decimal(precision, scale)``, sometimes with more fraction digits
+    than ``scale`` (rounded by the hasher), written without an exponent (as pyodps parses)."""
+    fraction = draw(st.integers(0, scale + 3))
+    digits = min(precision - scale + fraction, 38)
+    unscaled = draw(st.integers(-(10**digits) + 1, 10**digits - 1))
+    value = D(f"{unscaled}E-{fraction}")  # exact: scaleb() would round to 28 digits
+    assume("E" not in str(value))
+    return value
+
+
+def _datetimes(naive: bool = False) -> st.SearchStrategy:
+    """Millisecond datetimes (DATETIME's precision) from 1928 on, aware in several zones."""
+    moments = st.datetimes(_EARLIEST, _LATEST).map(
+        lambda v: v.replace(microsecond=v.microsecond // 1000 * 1000)
+    )
+    if naive:
+        return moments
+    return st.tuples(moments, st.sampled_from(ZONES)).map(
+        lambda p: p[0].replace(tzinfo=UTC).astimezone(p[1])
+    )
+
+
+def _timestamps() -> st.SearchStrategy:
+    """Nanosecond timestamps from 1970 on, and whole seconds from 1928 (see the docstring)."""
+    after = st.integers(0, int(pd.Timestamp(_LATEST).value))
+    before = st.integers(int(pd.Timestamp(_EARLIEST).value) // 10**9, 0).map(lambda s: s * 10**9)
+    return st.tuples(st.one_of(after, before), st.sampled_from(ZONES)).map(
+        lambda p: pd.Timestamp(p[0], tz="UTC").tz_convert(p[1])
+    )
+
+
+def _intervals() -> st.SearchStrategy:
+    """Non-negative intervals to the nanosecond, negative ones in whole seconds."""
+    positive = st.integers(0, _MAX_TIMEDELTA_NS)
+    negative = st.integers(-(_MAX_TIMEDELTA_NS // 10**9), 0).map(lambda s: s * 10**9)
+    return st.one_of(positive, negative).map(lambda ns: pd.Timedelta(ns, unit="ns"))
+
+
+VALUES = {
+    "tinyint": st.integers(-(2**7), 2**7 - 1),
+    "smallint": st.integers(-(2**15), 2**15 - 1),
+    "int": st.integers(-(2**31), 2**31 - 1),
+    "bigint": st.integers(-(2**63), 2**63 - 1),
+    "boolean": st.booleans(),
+    "float": st.floats(width=32),
+    "double": st.floats(),
+    "string": st.text(),
+    "varchar(40)": st.text(max_size=40),
+    "char(40)": st.text(max_size=40),
+    "binary": st.binary(),
+    "date": st.dates(),
+    "datetime": _datetimes(),
+    "timestamp": _timestamps(),
+    "interval_day_time": _intervals(),
+    "decimal(1,0)": _decimals(1, 0),
+    "decimal(4,2)": _decimals(4, 2),
+    "decimal(10,10)": _decimals(10, 10),
+    "decimal(18,0)": _decimals(18, 0),
+    "decimal(18,6)": _decimals(18, 6),
+    "decimal(19,2)": _decimals(19, 2),
+    "decimal(38,18)": _decimals(38, 18),
+    "decimal(38,0)": _decimals(38, 0),
+    "decimal": _decimals(54, 18),
+}
+
+
+def pyodps_hash(value, typ: str, hasher: str) -> int:
+    """pyodps's hash of one value (its decimals over 18 digits are summed unwrapped).
+
+    pyodps reads a decimal type's scale as ``scale or 18``, so ``decimal(p,0)`` would be
+    hashed at scale 18; the scale the type declares is passed to its decimal hash instead.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Timestamp.to_pydatetime() drops the nanoseconds
+        data_type = odps_types.validate_data_type(typ)
+        if isinstance(data_type, odps_types.Decimal) and data_type.scale == 0:
+            their_hasher = odps_hasher.get_hasher(hasher)
+            hashed = odps_hasher._hash_decimal(their_hasher, value, data_type.precision, 0)
+        else:
+            hashed = odps_hasher.hash_value(hasher, typ, value)
+    return _int32(hashed)
+
+
+@SETTINGS
+@pytest.mark.parametrize("hasher", HASHERS)
+@pytest.mark.parametrize("typ", list(VALUES))
+@given(data=st.data())
+def test_value_hashes_agree_with_pyodps(typ, hasher, data):
+    value = data.draw(VALUES[typ], label="value")
+    assert hash_value(value, typ, hasher) == pyodps_hash(value, typ, hasher)
+
+
+@SETTINGS
+@pytest.mark.parametrize("hasher", HASHERS)
+@given(value=_datetimes(naive=True), zone=st.sampled_from(ZONES))
+def test_naive_datetimes_hash_as_wall_clock_in_the_zone(hasher, value, zone):
+    expected = pyodps_hash(value.replace(tzinfo=zone), "datetime", hasher)
+    assert hash_value(value, "datetime", hasher, zone) == expected
+    assert RowHasher(["datetime"], 1, hasher, tz=zone).row_hash([value]) == row_hash(
+        [value.replace(tzinfo=zone)], ["datetime"], hasher
+    )
+
+
+@SETTINGS
+@pytest.mark.parametrize("hasher", HASHERS)
+@given(value=_timestamps())
+def test_timestamp_ntz_hashes_its_wall_clock_as_utc(hasher, value):
+    wall = value.tz_localize(None)
+    assume(wall.value >= 0 or wall.value % 10**9 == 0)  # see the module docstring
+    assert hash_value(wall, "timestamp_ntz", hasher, SHANGHAI) == pyodps_hash(
+        wall.tz_localize("UTC"), "timestamp", hasher
+    )
+
+
+def test_unsupported_key_types_are_refused():
+    for typ in ("array<bigint>", "map<string,bigint>", "struct<a:bigint>", "json"):
+        with pytest.raises(TypeError):
+            hash_value([1], typ)
+
+
+# ------------------------------------------------------------------------------ whole rows
+ROW_COLUMNS = [
+    ("k_bigint", "bigint"),
+    ("k_string", "string"),
+    ("k_double", "double"),
+    ("k_bool", "boolean"),
+    ("k_date", "date"),
+    ("k_datetime", "datetime"),
+    ("k_binary", "binary"),
+    ("k_timestamp", "timestamp"),
+    ("k_interval", "interval_day_time"),
+    ("k_dec", "decimal(10,2)"),
+]
+# No decimal over 18 digits: the compiled hasher overflows on them (``<int64_t>(x & 2**64-1)``
+# for negative values); the value test above judges those with pyodps's Python hasher.
+ROW_VALUES = {**VALUES, "decimal(10,2)": _decimals(10, 2)}
+
+
+@st.composite
+def _rows(draw) -> tuple[list[tuple[str, str]], list]:
+    """Some key columns (in schema order) and a value or null for each."""
+    chosen = draw(st.lists(st.sampled_from(ROW_COLUMNS), min_size=1, unique=True))
+    chosen.sort(key=ROW_COLUMNS.index)
+    values = [draw(st.none() | ROW_VALUES[typ]) for _, typ in chosen]
+    return chosen, values
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.text(max_size=20),
-    st.integers(min_value=1, max_value=64),
-)
-def test_buckets_agree_with_pyodps_compiled_hasher(key, text, nbuckets):
-    from odps import types as odps_types
-    from odps.tunnel.hasher_c import RecordHasher
+@pytest.mark.parametrize("hasher", HASHERS)
+@given(row=_rows(), nbuckets=st.integers(1, 256))
+def test_row_hashes_and_buckets_agree_with_pyodps_compiled_hasher(hasher, row, nbuckets):
+    columns, values = row
+    names = [name for name, _ in columns]
+    types = [typ for _, typ in columns]
+    schema = odps_types.OdpsSchema.from_lists(names, types)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Timestamp.to_pydatetime() drops the nanoseconds
+        theirs = RecordHasher(schema, hasher, names).hash_list(values)
+    ours = RowHasher(types, nbuckets, hasher)
+    assert ours.row_hash(values) == theirs
+    assert ours.bucket(values) == bucket_of(values, types, nbuckets, hasher) == theirs % nbuckets
 
-    schema = odps_types.OdpsSchema.from_lists(["k", "s"], ["bigint", "string"])
-    theirs = RecordHasher(schema, "default", ["k", "s"]).hash_list([key, text])
-    assert bucket_of([key, text], ["bigint", "string"], nbuckets) == theirs % nbuckets
+
+def test_row_hash_skips_nulls_and_is_never_negative():
+    both = RowHasher(["bigint", "string"], 7)
+    alone = RowHasher(["bigint"], 7)
+    for key in range(-500, 500):
+        h = hash_value(key, "bigint")
+        # A null adds nothing: the hash is the other column's, folded as every row hash is.
+        assert both.row_hash([key, None]) == alone.row_hash([key]) == h ^ (h >> 8)
+        assert both.row_hash([key, f"k{key}"]) >= 0
+    assert both.row_hash([None, None]) == 0
+    # Many keys land in every bucket (a hasher sending all rows to one would fail here).
+    assert {both.bucket([key, f"k{key}"]) for key in range(200)} == set(range(7))
+
+
+def test_row_hasher_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="unknown hasher"):
+        RowHasher(["bigint"], 4, "murmur")
+    with pytest.raises(ValueError, match="positive"):
+        RowHasher(["bigint"], 0)

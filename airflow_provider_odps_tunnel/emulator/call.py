@@ -20,9 +20,37 @@ from .errors import EmulatorError
 from .ingest import check_content_md5, receive_body
 from .state import EmulatorState
 
-__all__ = ["Call", "Handler", "json_response", "xml_response", "rfc822", "metrics_header"]
+__all__ = [
+    "Call",
+    "Handler",
+    "SessionParams",
+    "json_response",
+    "xml_response",
+    "rfc822",
+    "metrics_header",
+]
 
 T = TypeVar("T")
+
+# Values of a flag parameter that mean "off"; any other value, or none (``?x``), means "on".
+_FALSE = frozenset({"false", "0"})
+
+
+@dataclass(frozen=True)
+class SessionParams:
+    """What a session-creation request asks for, read the same way for every session kind.
+
+    pyodps sends ``create_partition=true`` for upload sessions and a bare
+    ``create_partition`` (empty value) for stream sessions, ``overwrite=true``, ``quotaName``
+    and the ``odps-tunnel-tags`` header; ``partition`` is normalised to the table's
+    partition columns (empty for sessions not on a table).
+    """
+
+    partition: PartitionSpec
+    create_partition: bool
+    overwrite: bool
+    quota: str
+    tags: tuple[str, ...]
 
 
 @dataclass
@@ -46,8 +74,8 @@ class Call:
         return self.request.headers.get(name)
 
     def flag(self, name: str) -> bool:
-        """A flag parameter: present (``?x`` or ``?x=``) and not ``false``."""
-        return name in self.params and self.params[name].lower() != "false"
+        """A flag parameter: present (``?x``, ``?x=`` or ``?x=true``) and not ``false``/``0``."""
+        return name in self.params and self.params[name].strip().lower() not in _FALSE
 
     def table(self) -> TableInfo:
         return self.state.catalog.get_table(self.args["project"], self.args["table"])
@@ -55,6 +83,58 @@ class Call:
     def partition(self, info: TableInfo) -> PartitionSpec:
         """The ``partition=`` parameter normalised to the table's partition columns."""
         return self.state.catalog.normalize_spec(info, self.params.get("partition") or None)
+
+    def session_params(
+        self, info: TableInfo | None = None, *, write: bool = False, can_create: bool = True
+    ) -> SessionParams:
+        """The common parameters of a session-creation request (see ``SessionParams``).
+
+        ``info``: the session is on this table, so ``partition`` is read. ``write``: the
+        session writes that partition, which must exist (``NoSuchPartition``) unless the
+        request asks for ``create_partition`` and the kind can create partitions
+        (``can_create``; upserts cannot, so the flag reads as off for them).
+        """
+        spec = self.partition(info) if info is not None else PartitionSpec(None)
+        create = can_create and self.flag("create_partition")
+        if (
+            write
+            and info is not None
+            and not create
+            and not self.state.catalog.partition_exists(info, spec)
+        ):
+            raise EmulatorError.no_such_partition(info.name, spec.to_param())
+        tags = (self.header("odps-tunnel-tags") or "").split(",")
+        return SessionParams(
+            partition=spec,
+            create_partition=create,
+            overwrite=self.flag("overwrite"),
+            quota=self.params.get("quotaName", ""),
+            tags=tuple(t.strip() for t in tags if t.strip()),
+        )
+
+    def new_session(
+        self,
+        kind: str,
+        params: SessionParams,
+        data: dict[str, Any],
+        info: TableInfo | None = None,
+        lifetime: float | None = None,
+    ) -> dict[str, Any]:
+        """Create a session of ``kind`` holding ``data`` plus the keys every kind shares
+        (``quota``, ``tags``; with ``info`` the table and partition) and log its id."""
+        common: dict[str, Any] = {"quota": params.quota}
+        if params.tags:
+            common["tags"] = list(params.tags)
+        if info is not None:
+            common.update(
+                project=info.project,
+                table=info.name,
+                table_id=info.table_id,
+                partition=dict(params.partition.items()),
+            )
+        session = self.state.sessions.create(kind, {**common, **data}, lifetime)
+        self.log["session"] = session["id"]
+        return session
 
     async def receive(self, work: Callable[[Any], T]) -> T:
         """Stream the request body to ``work`` (see ``ingest.receive_body``), applying the

@@ -24,7 +24,7 @@ from .fsutil import atomic_write_json, read_json
 
 __all__ = ["SessionStore", "check_writable", "new_session_id"]
 
-# Error of an id that names no session of a kind (names read in the SDKs or inferred, §8.2).
+# Error of an id naming no session of a kind (names read in the SDKs or inferred, protocol §8.2).
 _NOT_FOUND = {
     "download": ("NoSuchDownload", "download"),
     "upload": ("NoSuchUpload", "upload"),

@@ -5,15 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 
 import pytest
 from odps import ODPS
 from odps.tunnel import TableTunnel
+from polling import wait_until
 
 from airflow_provider_odps_tunnel.emulator import Emulator
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
 
 def _tunnel(emu: Emulator) -> TableTunnel:
@@ -59,14 +58,6 @@ def test_sessions_and_data_survive_restart(tmp_path):
         assert _keys(again, "t") == list(range(20))
 
 
-def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize(
     ("point", "committed"),
     [("request", False), ("commit:staged", False), ("commit:published", True)],
@@ -98,7 +89,7 @@ def test_kill_9_during_commit_is_all_or_nothing(tmp_path, point, committed):
 
         thread = threading.Thread(target=commit, daemon=True)
         thread.start()
-        _wait_for(lambda: emu.faults.injected, "the commit to reach " + point)
+        wait_until(lambda: emu.faults.injected, timeout=30, message=f"the commit to reach {point}")
         emu.kill()
         thread.join(30)
         assert outcome and outcome[0] is not None  # the client saw the crash
@@ -131,7 +122,7 @@ def test_overwrite_retried_after_a_crash_removes_the_replaced_files(tmp_path):
         emu.faults.add(kind="delay", point="commit:published", seconds=60)
         thread = threading.Thread(target=lambda: _commit_quietly(session), daemon=True)
         thread.start()
-        _wait_for(lambda: emu.faults.injected, "the commit to be published")
+        wait_until(lambda: emu.faults.injected, timeout=30, message="the commit to be published")
         emu.kill()
         thread.join(30)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 import requests
 from odps import ODPS, errors
 from odps.tunnel import TableTunnel
 from odps.tunnel.tabletunnel import TableDownloadSession, TableUploadSession
+from polling import wait_until
 
 from airflow_provider_odps_tunnel.emulator import Emulator
 
@@ -35,14 +35,6 @@ def make_emulator(tmp_path):
 
 def _log_lines(emu: Emulator) -> list[dict]:
     return [json.loads(line) for line in emu.request_log_path.read_text().splitlines()]
-
-
-def _poll(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_expired_sessions_answer_as_the_service_does(make_emulator):
@@ -117,11 +109,14 @@ def test_session_and_commit_rate_limits_answer_429(make_emulator):
     created = []
     worker = threading.Thread(target=lambda: created.append(tunnel.create_upload_session("r")))
     worker.start()
-    _poll(
+    wait_until(
         lambda: any(
             line.get("error") == "FlowExceeded" and line["params"].get("uploads") is not None
             for line in _log_lines(emu)
-        )
+        ),
+        timeout=10,
+        interval=0.02,
+        message="an upload session creation refused with FlowExceeded",
     )
     emu.clock.advance(61)
     worker.join(timeout=30)

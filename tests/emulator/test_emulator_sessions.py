@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from emulator_helpers import signed
+
+from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 
 
 def _records(tunnel, table, **kw) -> list[list]:
@@ -147,3 +151,105 @@ def test_volume_files_round_trip(odps_entry, emulator, compress):
         start=5, length=8
     ) as reader:
         assert reader.read() == payload[:0] + b"one\r\nlin"
+
+
+# --- create_partition: one reading for upload and stream sessions ------------------------
+# pyodps sends ``create_partition=true`` for upload sessions and a bare ``create_partition``
+# (empty value) for stream sessions; ``false`` and ``0`` must mean "off" for both kinds.
+
+_CREATE_PATHS = {"upload": ("", {"uploads": "1"}), "stream": ("/streams", {})}
+
+
+def _create(emulator, table: str, kind: str, extra: dict[str, str]):
+    suffix, params = _CREATE_PATHS[kind]
+    path = f"/projects/{emulator.project}/tables/{table}{suffix}"
+    return path, signed(emulator, "POST", path, {**params, "partition": "pt=new", **extra})
+
+
+def _partitions(emulator, table: str) -> list[str]:
+    return [spec.to_param() for spec in emulator.catalog.list_partitions(emulator.project, table)]
+
+
+@pytest.mark.parametrize("kind", ["upload", "stream"])
+@pytest.mark.parametrize("flag", [None, "false", "FALSE", "0"])
+def test_missing_partition_refused_without_create_partition(emulator, emulator_table, kind, flag):
+    table = emulator_table("a bigint", partitions="pt string")
+    extra = {} if flag is None else {"create_partition": flag}
+    _, resp = _create(emulator, table, kind, extra)
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["Code"] == "NoSuchPartition"
+    assert _partitions(emulator, table) == []
+
+
+@pytest.mark.parametrize("kind", ["upload", "stream"])
+@pytest.mark.parametrize("flag", ["", "true", "True", "1"])
+def test_create_partition_creates_missing_partition(emulator, emulator_table, kind, flag):
+    table = emulator_table("a bigint", partitions="pt string")
+    path, resp = _create(emulator, table, kind, {"create_partition": flag})
+    assert resp.status_code == 200, resp.text
+    body = encode_rows([Column("a", "bigint")], [[1], [2]])
+    if kind == "upload":
+        upload_id = resp.json()["UploadID"]
+        put = signed(emulator, "PUT", path, {"uploadid": upload_id, "blockid": "0"}, body=body)
+        assert put.status_code == 200, put.text
+        assert _partitions(emulator, table) == []  # an upload creates it at commit
+        commit = signed(emulator, "POST", path, {"uploadid": upload_id})
+        assert commit.status_code == 200, commit.text
+    else:
+        params = {"uploadid": resp.json()["session_name"], "slotid": "0"}
+        put = signed(emulator, "PUT", path, params, body=body)
+        assert put.status_code == 200, put.text
+    assert _partitions(emulator, table) == ["pt=new"]
+    rows = emulator.catalog.read_table(emulator.project, table, "pt=new").to_pylist()
+    assert [r["a"] for r in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["upload", "stream"])
+@pytest.mark.parametrize("create_partition", [False, True])
+def test_pyodps_create_partition_flag(tunnel, emulator_table, emulator, kind, create_partition):
+    """What pyodps itself sends for each kind is read as it means it."""
+    from odps import errors
+
+    table = emulator_table("a bigint", partitions="pt string")
+    create = {
+        "upload": tunnel.create_upload_session,
+        "stream": tunnel.create_stream_upload_session,
+    }[kind]
+    if not create_partition:
+        with pytest.raises(errors.NoSuchPartition):
+            create(table, partition_spec="pt=new", create_partition=False)
+        assert _partitions(emulator, table) == []
+        return
+    session = create(table, partition_spec="pt=new", create_partition=True)
+    if kind == "upload":
+        with session.open_record_writer(0) as writer:
+            writer.write(session.new_record([7]))
+        session.commit([0])
+    else:
+        with session.open_record_writer() as writer:
+            writer.write(session.new_record([7]))
+    assert _partitions(emulator, table) == ["pt=new"]
+    assert [r[0] for r in _records(tunnel, table, partition_spec="pt=new")] == [7]
+
+
+def test_upsert_never_creates_partitions(emulator, emulator_table):
+    table = emulator_table("k bigint, v bigint", partitions="pt string", primary_key=["k"])
+    path = f"/projects/{emulator.project}/tables/{table}/upserts"
+    params = {"slotnum": "1", "partition": "pt=new", "create_partition": "true"}
+    resp = signed(emulator, "POST", path, params)
+    assert resp.status_code == 404 and resp.json()["Code"] == "NoSuchPartition"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("false", [1, 2]), ("0", [1, 2]), ("true", [2])])
+def test_upload_overwrite_flag(emulator, emulator_table, flag, expected):
+    table = emulator_table("a bigint")
+    path = f"/projects/{emulator.project}/tables/{table}"
+    for value in (1, 2):
+        params = {"uploads": "1"} if value == 1 else {"uploads": "1", "overwrite": flag}
+        upload_id = signed(emulator, "POST", path, params).json()["UploadID"]
+        body = encode_rows([Column("a", "bigint")], [[value]])
+        put = signed(emulator, "PUT", path, {"uploadid": upload_id, "blockid": "0"}, body=body)
+        assert put.status_code == 200, put.text
+        assert signed(emulator, "POST", path, {"uploadid": upload_id}).status_code == 200
+    rows = emulator.catalog.read_table(emulator.project, table).to_pylist()
+    assert sorted(r["a"] for r in rows) == expected

@@ -13,11 +13,12 @@ import json
 import signal
 
 import pytest
+from polling import wait_until
 
 from .conftest import connection_json
 from .data import SALES_COLUMNS, create_table, read_table, write_sales_files
 from .helpers import EXAMPLES_DIR, secret_forms
-from .standalone import AirflowStandalone, wait_for
+from .standalone import AirflowStandalone
 
 DAG_ID = "example_odps_load"
 
@@ -49,10 +50,11 @@ def test_killed_writer_is_retried_and_every_row_lands_once(standalone, odps_conn
     held = odps_conn.faults.add(
         method="PUT", session_kind="upload", kind="delay", seconds=4, nth=1, times=1
     )
-    wait_for(
+    wait_until(
         lambda: standalone.query("SELECT 1 FROM dag WHERE dag_id = ?", DAG_ID),
         timeout=150,
-        what=f"the dag-processor to parse {DAG_ID}\n{standalone.log_tail()}",
+        interval=0.2,
+        message=lambda: f"the dag-processor to parse {DAG_ID}\n{standalone.log_tail()}",
     )
     conf = {
         "source": (tmp_path / "source").as_uri(),
@@ -61,7 +63,7 @@ def test_killed_writer_is_retried_and_every_row_lands_once(standalone, odps_conn
         "max_writers": 4,
     }
     standalone.airflow("dags", "trigger", DAG_ID, "-c", json.dumps(conf), "-l", "2024-05-01")
-    wait_for(lambda: held.fired, timeout=120, what="a block write to start")
+    wait_until(lambda: held.fired, timeout=120, interval=0.2, message="a block write to start")
 
     def running_writers():
         ids = {
@@ -74,15 +76,17 @@ def test_killed_writer_is_retried_and_every_row_lands_once(standalone, odps_conn
         }
         return [p for ti_id, p in standalone.task_processes().items() if ti_id in ids]
 
-    victims = wait_for(running_writers, timeout=30, what="a running writer process", interval=0.05)
+    victims = wait_until(
+        running_writers, timeout=30, interval=0.05, message="a running writer process"
+    )
     for proc in victims:
         proc.send_signal(signal.SIGKILL)
 
-    state = wait_for(
+    state = wait_until(
         lambda: _run_state(standalone),
         timeout=180,
-        what=f"the DAG run to finish\n{standalone.log_tail()}",
         interval=0.5,
+        message=lambda: f"the DAG run to finish\n{standalone.log_tail()}",
     )
     tries = standalone.query(
         "SELECT map_index, try_number, state FROM task_instance "

@@ -64,17 +64,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from polling import wait_until
 
 from airflow_provider_odps_tunnel.emulator import Emulator
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, TunnelError
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 from airflow_provider_odps_tunnel.tunnel.errors import NoSuchPartition
 from airflow_provider_odps_tunnel.tunnel.options import options
 from airflow_provider_odps_tunnel.tunnel.sessions.table_base import SessionStatus
@@ -124,18 +124,6 @@ def retry_options(mode: str) -> Iterator[None]:
 
 def _row(key: int, tag: str, i: int) -> list[Any]:
     return [key, f"{tag}-{key}-é{'x' * (i % 7)}", key * 0.25 + i, (key + i) % 3 == 0]
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, alive: Callable[[], bool]) -> bool:
-    """Poll ``predicate`` (bounded); False if ``alive()`` turned False first."""
-    deadline = time.monotonic() + _WAIT
-    while not predicate():
-        if not alive():
-            return predicate()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {_WAIT} s waiting for {what}")
-        time.sleep(_POLL)
-    return True
 
 
 # ---------------------------------------------------------------------------------- jobs
@@ -656,7 +644,14 @@ class CrashHarness:
         def alive() -> bool:
             return any(d.is_alive() for d in drivers)
 
-        fired = _wait_until(ready, trigger.describe(), alive)
+        # Until the trigger fires, or every driver has ended without firing it.
+        wait_until(
+            lambda: ready() or not alive(),
+            timeout=_WAIT,
+            interval=_POLL,
+            message=trigger.describe(),
+        )
+        fired = bool(ready())
         if fired and trigger.kind == "log" and trigger.seconds:
             time.sleep(trigger.seconds)
         phases = [d.job.phase if d.is_alive() else "after" for d in drivers]
@@ -799,11 +794,16 @@ class CrashHarness:
             self._fire(trigger, ready, drivers, jobs)
             self._after_crash(groups, served=False)
             # Let the clients' retries meet the dead server (connection refused) first.
-            deadline = time.monotonic() + 1.0
-            while self.stats.failed_attempts == failed and any(d.is_alive() for d in drivers):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(_POLL)
+            with suppress(TimeoutError):  # at most 1 s: a client may not be retrying now
+                wait_until(
+                    lambda failed=failed: (
+                        self.stats.failed_attempts != failed
+                        or not any(d.is_alive() for d in drivers)
+                    ),
+                    timeout=1.0,
+                    interval=_POLL,
+                    message="a client to meet the dead server",
+                )
             gate.clear()
             self._restart()
         gate.set()

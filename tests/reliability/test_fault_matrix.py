@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import time
 
 import pyarrow as pa
 import pytest
+from polling import wait_until
 
 from airflow_provider_odps_tunnel.tunnel import InstanceTunnel, VolumeTunnel, errors
 from airflow_provider_odps_tunnel.tunnel.options import options
@@ -221,8 +221,10 @@ class Cell:
         delays = [e for e in self.faults.injected if e["kind"] == "delay"]
         held = sum(e["method"] != "-" for e in delays)  # before the request was handled
         held_inside = len(delays) - held  # at a commit instant, inside a request
-        deadline = time.monotonic() + 10 * DELAY
-        while delays:
+        if not delays:
+            return
+
+        def settled() -> bool:
             with open(self.emulator.request_log_path, "rb") as fh:
                 fh.seek(self._log_start)
                 lines = [json.loads(line) for line in fh if line.strip()]
@@ -230,10 +232,14 @@ class Cell:
             done_inside = sum(
                 line.get("fault") is None and line.get("ms", 0) >= DELAY * 1000 for line in lines
             )
-            if done >= held and done_inside >= held_inside:
-                return
-            assert time.monotonic() < deadline, "a delayed request never finished"
-            time.sleep(0.02)
+            return done >= held and done_inside >= held_inside
+
+        wait_until(
+            settled,
+            timeout=10 * DELAY,
+            interval=0.02,
+            message="every request a delay fault held to finish",
+        )
 
 
 def _run(tunnel, odps, table: str, partition: str, kind: str, cell: Cell):

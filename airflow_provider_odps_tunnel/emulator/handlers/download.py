@@ -34,24 +34,20 @@ async def create(call: Call) -> Response:
     once (status ``normal``), which every client accepts."""
     state = call.state
     info = call.table()
-    spec = call.partition(info)
+    params = call.session_params(info)
     call.limit_sessions(info, "download")
     with state.catalog.table_lock(info):
-        snapshot = state.catalog.snapshot(info, spec)
-        session = state.sessions.create(
+        snapshot = state.catalog.snapshot(info, params.partition)
+        session = call.new_session(
             "download",
+            params,
             {
-                "project": info.project,
-                "table": info.name,
-                "table_id": info.table_id,
-                "partition": dict(spec.items()),
                 "version": snapshot.version,
                 "files": [f.to_json() for f in snapshot.files],
                 "rows": snapshot.rows,
-                "quota": call.params.get("quotaName", ""),
             },
+            info,
         )
-    call.log["session"] = session["id"]
     return json_response(session_json(session, info))
 
 

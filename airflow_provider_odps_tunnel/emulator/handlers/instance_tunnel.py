@@ -55,20 +55,19 @@ async def create(call: Call) -> Response:
         )
     result = QueryResult.from_json(instance["result"])
     rows = result.rows
-    if "instance_tunnel_limit_enabled" in call.params:
+    if call.flag("instance_tunnel_limit_enabled"):
         rows = min(rows, state.config.instance_result_limit)
-    session = state.sessions.create(
+    session = call.new_session(
         KIND,
+        call.session_params(),
         {
             "project": instance["project"],
             "table_id": instance["id"],
             "files": [f.to_json() for f in result.files],
             "rows": rows,
             "schema": result.schema.to_json(),
-            "quota": call.params.get("quotaName", ""),
         },
     )
-    call.log["session"] = session["id"]
     return json_response(session_json(session))
 
 

@@ -1,6 +1,6 @@
 """Service-endpoint (``/api``) resources around the tunnel that are not tables or SQL.
 
-* ``GET /projects/{p}/tunnel?service``: the tunnel endpoint as ``host:port`` text (§1.1).
+* ``GET /projects/{p}/tunnel?service``: the tunnel endpoint as ``host:port`` text (protocol §1.1).
 * ``GET /projects/{p}``: project metadata XML (how pyodps tests that a project exists).
 * ``GET /projects/{p}/volumes/{v}``: volume metadata XML (partitioned, "old" volumes).
 * ``GET /logview/host``: the logview host pyodps builds ``instance.get_logview_address()``

@@ -57,28 +57,16 @@ def _check_schema_version(call: Call) -> None:
 
 async def create(call: Call) -> Response:
     """``POST T/streams``; ``create_partition`` makes the first write create the partition."""
-    state = call.state
     info = call.table()
-    spec = call.partition(info)
     _check_schema_version(call)
-    create_partition = "create_partition" in call.params
-    if not create_partition and not state.catalog.partition_exists(info, spec):
-        raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    params = call.session_params(info, write=True)
     call.limit_sessions(info, "stream")
-    session = state.sessions.create(
+    session = call.new_session(
         "stream",
-        {
-            "project": info.project,
-            "table": info.name,
-            "table_id": info.table_id,
-            "partition": dict(spec.items()),
-            "create_partition": create_partition,
-            "slots": _slot_count(call),
-            "batches": 0,
-            "quota": call.params.get("quotaName", ""),
-        },
+        params,
+        {"create_partition": params.create_partition, "slots": _slot_count(call), "batches": 0},
+        info,
     )
-    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 

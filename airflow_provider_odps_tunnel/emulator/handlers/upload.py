@@ -43,27 +43,19 @@ async def create(call: Call) -> Response:
     A missing partition is an error unless ``create_partition``; it is then created by the
     commit (nothing becomes visible before).
     """
-    state = call.state
     info = call.table()
-    spec = call.partition(info)
-    create_partition = call.flag("create_partition")
-    if not create_partition and not state.catalog.partition_exists(info, spec):
-        raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    params = call.session_params(info, write=True)
     call.limit_sessions(info, "upload")
-    session = state.sessions.create(
+    session = call.new_session(
         "upload",
+        params,
         {
-            "project": info.project,
-            "table": info.name,
-            "table_id": info.table_id,
-            "partition": dict(spec.items()),
-            "overwrite": call.params.get("overwrite", "").lower() == "true",
-            "create_partition": create_partition,
+            "overwrite": params.overwrite,
+            "create_partition": params.create_partition,
             "blocks": {},
-            "quota": call.params.get("quotaName", ""),
         },
+        info,
     )
-    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 

@@ -73,15 +73,12 @@ def session_json(call: Call, session: dict[str, Any], info: TableInfo) -> dict[s
 
 async def create(call: Call) -> Response:
     """``POST T/upserts?slotnum=N[&lifecycle=H]`` on a transactional table."""
-    state = call.state
     info = call.table()
     if not info.transactional:
         raise EmulatorError.invalid_argument(
             f"table {info.name} has no primary key: upserts need a transactional table"
         )
-    spec = call.partition(info)
-    if not state.catalog.partition_exists(info, spec):
-        raise EmulatorError.no_such_partition(info.name, spec.to_param())
+    params = call.session_params(info, write=True, can_create=False)
     try:
         slots = int(call.params.get("slotnum") or 1)
         lifecycle = int(call.params.get("lifecycle") or 24)
@@ -93,20 +90,13 @@ async def create(call: Call) -> Response:
     nbuckets = int(info.buckets or 1)
     slots = min(max(slots, 1), nbuckets)
     slot_buckets = [list(range(i, nbuckets, slots)) for i in range(slots)]
-    session = state.sessions.create(
+    session = call.new_session(
         "upsert",
-        {
-            "project": info.project,
-            "table": info.name,
-            "table_id": info.table_id,
-            "partition": dict(spec.items()),
-            "slot_buckets": slot_buckets,
-            "pending": [],
-            "quota": call.params.get("quotaName", ""),
-        },
+        params,
+        {"slot_buckets": slot_buckets, "pending": []},
+        info,
         lifetime=min(lifecycle * 3600.0, call.state.config.session_lifetime),
     )
-    call.log["session"] = session["id"]
     return json_response(session_json(call, session, info))
 
 
@@ -141,7 +131,7 @@ async def reload(call: Call) -> Response:
 
 
 def upsert_wire_columns(schema: TableSchema) -> list[Column]:
-    """The record schema of upsert bodies: data columns, then five hidden ones (§5.10)."""
+    """The record schema of upsert bodies: data columns, then five hidden ones (protocol §5.10)."""
     return [Column(c.name, c.type) for c in schema.simple_columns] + [
         Column("__version", "bigint"),
         Column("__app_version", "bigint"),

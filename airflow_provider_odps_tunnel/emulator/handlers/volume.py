@@ -100,17 +100,11 @@ def upload_json(session: dict[str, Any]) -> dict[str, Any]:
 async def upload_create(call: Call) -> Response:
     volume, partition, _ = _target(call)
     _partition_dir(call, volume, partition)
-    session = call.state.sessions.create(
+    session = call.new_session(
         "volume_upload",
-        {
-            "project": call.args["project"],
-            "volume": volume,
-            "partition": partition,
-            "files": {},
-            "quota": call.params.get("quotaName", ""),
-        },
+        call.session_params(),
+        {"project": call.args["project"], "volume": volume, "partition": partition, "files": {}},
     )
-    call.log["session"] = session["id"]
     return json_response(upload_json(session))
 
 
@@ -205,18 +199,17 @@ async def download_create(call: Call) -> Response:
         raise EmulatorError(
             "NoSuchPath", f"volume file {volume}/{partition}/{name} does not exist", 404
         )
-    session = call.state.sessions.create(
+    session = call.new_session(
         "volume_download",
+        call.session_params(),
         {
             "project": call.args["project"],
             "volume": volume,
             "partition": partition,
             "file": name,
             "length": path.stat().st_size,
-            "quota": call.params.get("quotaName", ""),
         },
     )
-    call.log["session"] = session["id"]
     return json_response(download_json(session))
 
 
