@@ -28,9 +28,8 @@ from decimal import Decimal
 import _measure as measure
 import pyarrow as pa
 
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
 SCHEMA = "a bigint, b double, c string, d boolean, e datetime, f decimal(18,4)"
 BATCH_ROWS = 65536

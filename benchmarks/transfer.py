@@ -260,8 +260,7 @@ def child(spec_json: str) -> None:
 
 def run_case(emu: Any, client: str, path: str, writers: int, n_rows: int, round_: int) -> dict:
     """One client's upload and download of one case, in a fresh child process."""
-    from airflow_provider_odps_tunnel.emulator.cli import parse_columns
-    from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+    from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
     table = f"bench_{client}_{path}_{writers}_{round_}"
     emu.catalog.create_table(emu.project, table, TableSchema(parse_columns(SCHEMA)))

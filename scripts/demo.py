@@ -58,8 +58,8 @@ def prepare(emu: Any, data: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_provider_odps_tunnel.emulator.cli import parse_columns
     from airflow_provider_odps_tunnel.tunnel import ODPS, TableSchema, TableTunnel
+    from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 
     def table(name: str, columns: str, partitions: str = "", **kwargs: Any) -> str:
         schema = TableSchema(parse_columns(columns), parse_columns(partitions))

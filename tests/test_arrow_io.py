@@ -72,6 +72,7 @@ NESTED = TableSchema.from_lists(
 @pytest.fixture(autouse=True)
 def utc(monkeypatch):
     monkeypatch.setattr(options, "local_timezone", "UTC")
+    monkeypatch.setenv("TZ", "UTC")  # the zone of codecs used directly, without a tz
 
 
 def typical_table(n: int, seed: int = 3) -> pa.Table:

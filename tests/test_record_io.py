@@ -27,6 +27,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.compression import (
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import RecordDecoder, encode_rows
 from airflow_provider_odps_tunnel.tunnel.io.record_reader import TunnelRecordReader
 from airflow_provider_odps_tunnel.tunnel.io.record_writer import BufferedRecordWriter, RecordWriter
+from airflow_provider_odps_tunnel.tunnel.options import resolve_timezone
 
 TYPICAL = TableSchema.from_lists(
     ["id", "score", "name", "flag", "ts", "amount"],
@@ -59,6 +60,7 @@ def typical_rows(n: int, seed: int = 7) -> list[tuple]:
 @pytest.fixture(autouse=True)
 def utc(monkeypatch):
     monkeypatch.setattr(options, "local_timezone", "UTC")
+    monkeypatch.setenv("TZ", "UTC")  # the zone of codecs used directly, without a tz
 
 
 def collect(chunks) -> bytes:
@@ -66,7 +68,8 @@ def collect(chunks) -> bytes:
 
 
 def decode(body: bytes, schema: TableSchema = TYPICAL) -> list[tuple]:
-    return RecordDecoder(schema.simple_columns, io.BytesIO(body)).read_rows(10**9)
+    decoder = RecordDecoder(schema.simple_columns, io.BytesIO(body), tz=resolve_timezone())
+    return decoder.read_rows(10**9)
 
 
 def server_of(rows: list[tuple], schema: TableSchema = TYPICAL):

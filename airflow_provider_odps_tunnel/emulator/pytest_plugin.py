@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
-from .cli import parse_columns
 from .server import Emulator
 
 __all__ = ["emulator", "emulator_table"]

@@ -34,6 +34,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import (
     conform_table,
     odps_schema_to_arrow_schema,
 )
+from airflow_provider_odps_tunnel.tunnel.options import resolve_timezone
 from airflow_provider_odps_tunnel.tunnel.transport.resources import TableRef, project_resource
 
 if TYPE_CHECKING:
@@ -403,7 +404,7 @@ class OdpsTunnelHook(BaseHook):
                 flags = batch.column(index).to_pylist()
                 batch = batch.remove_column(index)
             rows = 0
-            for conformed in conform_table(batch, arrow_schema):
+            for conformed in conform_table(batch, arrow_schema, resolve_timezone()):
                 columns = [column.to_pylist() for column in conformed.columns]
                 deletes = flags[rows : rows + conformed.num_rows]
                 for values, delete in zip(zip(*columns, strict=True), deletes, strict=True):

@@ -1,11 +1,15 @@
-"""Process-wide settings of the tunnel codecs and client, in the spirit of ``odps.options``."""
+"""Process-wide settings of the tunnel client, in the spirit of ``odps.options``.
+
+The codecs in :mod:`.codec` do not read these: the readers, writers and sessions pass the
+values to them when they are created.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import zoneinfo
 from dataclasses import dataclass
+
+from .codec.datetimes import resolve_timezone as _resolve_timezone
 
 __all__ = ["options", "TunnelOptions", "normalize_tags", "resolve_timezone"]
 
@@ -56,33 +60,12 @@ class TunnelOptions:
 options = TunnelOptions()
 
 
-def _system_zone() -> _dt.tzinfo:
-    name = os.environ.get("TZ", "").lstrip(":")
-    if name:
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    try:
-        with open("/etc/localtime", "rb") as fh:
-            return zoneinfo.ZoneInfo.from_file(fh, key="localtime")
-    except OSError:
-        return _dt.UTC
-
-
 def resolve_timezone(setting: str | bool | _dt.tzinfo | None = None) -> _dt.tzinfo:
-    """The zone naive datetimes are interpreted in, for a ``local_timezone`` setting."""
-    if setting is None:
-        setting = options.local_timezone
-    if isinstance(setting, _dt.tzinfo):
-        return setting
-    if setting is None or setting is True:
-        return _system_zone()
-    if setting is False:
-        return _dt.UTC
-    if setting.upper() == "UTC":
-        return _dt.UTC
-    return zoneinfo.ZoneInfo(setting)
+    """The zone naive datetimes are interpreted in: ``setting``, else ``options.local_timezone``.
+
+    The codecs take the zone as an argument; the readers and writers pass this one.
+    """
+    return _resolve_timezone(options.local_timezone if setting is None else setting)
 
 
 def normalize_tags(tags: str | list[str] | None) -> list[str] | None:

@@ -8,8 +8,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 
 SALES_COLUMNS = "id bigint, item string, amount double"
 

@@ -50,9 +50,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 from airflow_provider_odps_tunnel.tunnel.errors import NoSuchPartition
 
 from .conftest import fingerprint

@@ -20,10 +20,9 @@ import pytest
 import requests
 
 from airflow_provider_odps_tunnel.emulator import Emulator
-from airflow_provider_odps_tunnel.emulator.cli import parse_columns
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, errors
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
 from .conftest import fingerprint, show, table_fingerprint
 from .helpers import signed

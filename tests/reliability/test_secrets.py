@@ -109,8 +109,8 @@ def _sales(start: int, count: int) -> pa.Table:
 
 
 def _create(emu: Emulator, name: str, columns: str, partitions: str = "", **kw) -> str:
-    from airflow_provider_odps_tunnel.emulator.cli import parse_columns
     from airflow_provider_odps_tunnel.tunnel import TableSchema
+    from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 
     schema = TableSchema(parse_columns(columns), parse_columns(partitions))
     emu.catalog.create_table(emu.project, name, schema, **kw)

@@ -494,7 +494,7 @@ cdef class CRecordEncoder:
     cdef bytearray _tmp_crc
     cdef object _decimal_type
 
-    def __init__(self, columns, tz=None, encoding="utf-8", string_as_binary=None):
+    def __init__(self, columns, tz=None, encoding="utf-8", string_as_binary=False):
         ref = _reference()
         self.columns = list(columns)
         codecs_ = ref._codecs(tz, encoding, string_as_binary)
@@ -1221,19 +1221,15 @@ cdef class CRecordDecoder:
     cdef object _tz
     cdef object _fromutc  # tz.fromutc, or None when tz is datetime.UTC
 
-    def __init__(self, columns, stream, tz=None, encoding="utf-8", string_as_binary=None,
-                 require_footer=None, read_size=65536):
-        from airflow_provider_odps_tunnel.tunnel.options import options
-
+    def __init__(self, columns, stream, tz=None, encoding="utf-8", string_as_binary=False,
+                 require_footer=True, read_size=65536):
         ref = _reference()
         self.columns = list(columns)
         codecs_ = ref._codecs(tz, encoding, string_as_binary)
         self._decoders = [codecs_.decoder(c.type) for c in self.columns]
         self._stream = stream
         self._read_size = read_size
-        self._require_footer = (
-            options.require_stream_footer if require_footer is None else require_footer
-        )
+        self._require_footer = require_footer
         self._buf = b""
         self._pos = 0
         self._base = 0

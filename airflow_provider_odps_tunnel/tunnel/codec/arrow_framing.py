@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from ..errors import ChecksumError, DataStreamError, StreamTruncatedError
-from ..options import options
 from .crc import crc32c
 
 __all__ = [
@@ -41,6 +40,8 @@ _U32 = struct.Struct(">I")
 EMPTY_BODY = b"\x00\x00\x00\x00"
 # A chunk size beyond this is taken as a corrupt header rather than allocated.
 MAX_CHUNK_SIZE = 256 * 1024 * 1024
+# The encoder's chunk size when none is given (the default of ``options.chunk_size``).
+DEFAULT_CHUNK_SIZE = 65536
 
 Piece = bytes | memoryview
 
@@ -54,8 +55,7 @@ class ArrowFrameEncoder:
     body. Slices keep their buffer alive, so they may be sent after ``feed`` returns.
     """
 
-    def __init__(self, chunk_size: int | None = None):
-        chunk_size = chunk_size or options.chunk_size
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE):
         if not 0 < chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk size must be in 1..{MAX_CHUNK_SIZE}, not {chunk_size}")
         self.chunk_size = chunk_size

@@ -6,8 +6,9 @@ it (:func:`odps_schema_to_arrow_schema`), maps Arrow types back to ODPS types, a
 ``pyarrow.Table``, ``RecordBatch`` or pandas ``DataFrame`` into batches of exactly that
 schema (:func:`conform_table`), with the same value conventions as :class:`~.record.Record`:
 
-* DATETIME and TIMESTAMP are instants. A naive value is a wall-clock time in the
-  configured zone (``options.local_timezone``); an aware value is the instant it names.
+* DATETIME and TIMESTAMP are instants. A naive value is a wall-clock time in the zone
+  the caller passes (the writers pass ``options.local_timezone``'s); an aware value is the
+  instant it names.
   On the wire DATETIME is ``timestamp[ms]`` and TIMESTAMP ``timestamp[ns]``, both UTC.
 * TIMESTAMP_NTZ is a wall-clock time stored as if it were UTC; an aware value contributes
   its own wall clock.
@@ -32,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import RecordValidationError
-from ..options import resolve_timezone
 from . import datetimes
 from . import types as odps_types
 from .schema import Column, TableSchema
@@ -394,13 +394,13 @@ def conform_table(
     ``data`` is a ``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas ``DataFrame``.
     Columns are matched by name without regard to case and put in schema order; values are
     converted with safe casts and the conventions of this module's docstring, naive times
-    being read in ``timezone`` (default: the configured local zone). A missing or extra
+    being read in ``timezone`` (default: the process's local zone). A missing or extra
     column, a value that does not convert, or a null in a NOT NULL column raises
     :class:`RecordValidationError` naming the column, its ODPS type and the first
     offending row and value. A ``string``/``binary`` column too large for 32-bit offsets
     is split, so one input may give several batches.
     """
-    tz = timezone or resolve_timezone()
+    tz = timezone if timezone is not None else datetimes.resolve_timezone(None)
     source = _Source(data)
     targets = {field.name.lower(): field for field in arrow_schema}
     extra = [name for key, name in source.names.items() if key not in targets]

@@ -4,15 +4,20 @@ The wire carries DATETIME as epoch milliseconds, DATE as epoch days, TIMESTAMP a
 INTERVAL_DAY_TIME as (seconds, nanoseconds) with non-negative nanoseconds. All arithmetic
 here is on integers (``timedelta`` floor division, nanosecond counts), so pre-1970 values
 floor correctly and no value drifts by a millisecond as float arithmetic does. Naive
-values are wall-clock times in ``tz``; aware values are instants.
+values are wall-clock times in ``tz``; aware values are instants. :func:`resolve_timezone`
+turns a ``local_timezone`` setting into the zone the codecs take.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import zoneinfo
 from typing import Any
 
 __all__ = [
+    "resolve_timezone",
+    "system_zone",
     "datetime_to_millis",
     "millis_to_datetime",
     "date_to_days",
@@ -29,6 +34,36 @@ _EPOCH_NAIVE = _dt.datetime(1970, 1, 1)
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 _MILLI = _dt.timedelta(milliseconds=1)
 _NANOS = 1_000_000_000
+
+
+def system_zone() -> _dt.tzinfo:
+    """The process's local zone: ``$TZ`` if it names a zone, else ``/etc/localtime``, else UTC."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as fh:
+            return zoneinfo.ZoneInfo.from_file(fh, key="localtime")
+    except OSError:
+        return _dt.UTC
+
+
+def resolve_timezone(setting: str | bool | _dt.tzinfo | None = None) -> _dt.tzinfo:
+    """The zone naive datetimes are interpreted in, for a ``local_timezone`` setting.
+
+    ``None`` or ``True``: the process's local zone (:func:`system_zone`); ``False`` or
+    ``"UTC"``: UTC; a ``tzinfo``: itself; any other text: that IANA zone.
+    """
+    if isinstance(setting, _dt.tzinfo):
+        return setting
+    if setting is None or setting is True:
+        return system_zone()
+    if setting is False or setting.upper() == "UTC":
+        return UTC
+    return zoneinfo.ZoneInfo(setting)
 
 
 def datetime_to_millis(value: _dt.datetime, tz: _dt.tzinfo) -> int:

@@ -1,4 +1,4 @@
-"""The service's primary-key hash, which decides the bucket of every upserted row (§9.6).
+"""The service's primary-key hash, which decides the bucket of each upserted row (protocol §9.6).
 
 Client and emulator must agree with the service bit for bit, or rows land in buckets the
 service does not expect. Arithmetic is 32- and 64-bit two's complement with wrap-around;

@@ -573,14 +573,9 @@ def _get_varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise DataStreamError("varint longer than 10 bytes")
 
 
-def _codecs(tz: _dt.tzinfo | None, encoding: str, string_as_binary: bool | None) -> _Codecs:
-    from ..options import options, resolve_timezone
-
-    return _Codecs(
-        tz if tz is not None else resolve_timezone(),
-        encoding,
-        options.string_as_binary if string_as_binary is None else string_as_binary,
-    )
+def _codecs(tz: _dt.tzinfo | None, encoding: str, string_as_binary: bool) -> _Codecs:
+    """The value codecs; ``tz`` None means the process's local zone."""
+    return _Codecs(tz if tz is not None else _t.resolve_timezone(None), encoding, string_as_binary)
 
 
 # One entry per column: (tag bytes, field number as int32 LE, encode function, column).
@@ -637,7 +632,9 @@ class PyRecordEncoder:
 
     ``columns`` are the data columns in wire order (partition columns are never encoded).
     Rows are sequences in that order, a :class:`Record`, or anything indexable; extra
-    trailing values (partition values) are ignored.
+    trailing values (partition values) are ignored. Naive DATETIME and TIMESTAMP values are
+    wall-clock times in ``tz`` (None: the process's local zone); ``string_as_binary``
+    writes STRING values without UTF-8 checks.
     """
 
     def __init__(
@@ -645,7 +642,7 @@ class PyRecordEncoder:
         columns: Sequence[Column],
         tz: _dt.tzinfo | None = None,
         encoding: str = "utf-8",
-        string_as_binary: bool | None = None,
+        string_as_binary: bool = False,
     ):
         self.columns = list(columns)
         self._plan = _encode_plan(self.columns, _codecs(tz, encoding, string_as_binary))
@@ -733,6 +730,9 @@ class PyRecordDecoder:
     ``columns`` are the columns as numbered on the wire: the session's data columns, or the
     requested columns when a download selected some. Iterating yields value lists.
     Errors carry ``offset`` (byte offset in the body) and ``row`` (index in the body).
+    DATETIME and TIMESTAMP values are handed out as wall-clock times in ``tz`` (None: the
+    process's local zone); ``string_as_binary`` hands out STRING values as ``bytes``;
+    ``require_footer`` makes a body that ends without its footer an error.
     """
 
     def __init__(
@@ -741,21 +741,17 @@ class PyRecordDecoder:
         stream: Any,
         tz: _dt.tzinfo | None = None,
         encoding: str = "utf-8",
-        string_as_binary: bool | None = None,
-        require_footer: bool | None = None,
+        string_as_binary: bool = False,
+        require_footer: bool = True,
         read_size: int = 65536,
     ):
-        from ..options import options
-
         self.columns = list(columns)
         codecs = _codecs(tz, encoding, string_as_binary)
         self._decoders = [codecs.decoder(c.type) for c in self.columns]
         self._wire_types = [wire_type_of(c.type) for c in self.columns]
         self._stream = stream
         self._read_size = read_size
-        self._require_footer = (
-            options.require_stream_footer if require_footer is None else require_footer
-        )
+        self._require_footer = require_footer
         self._buf = b""
         self._pos = 0
         self._base = 0  # body offset of self._buf[0]
@@ -932,8 +928,12 @@ def encode_rows(columns: Sequence[Column], rows: Iterable[Sequence[Any]], **sett
 # values and errors; built by setup.py from _record_codec_c.pyx) are used whenever the
 # extension was built. Both pass the same tests.
 try:
-    from ._record_codec_c import CRecordDecoder as RecordDecoder
-    from ._record_codec_c import CRecordEncoder as RecordEncoder
+    # Imported as a module: the extension has no .py source, and static import analysis
+    # (import-linter) resolves `from . import _record_codec_c` to this package.
+    from . import _record_codec_c
 except ImportError:  # not built (e.g. a source checkout without a compiler)
     RecordEncoder = PyRecordEncoder
     RecordDecoder = PyRecordDecoder
+else:
+    RecordEncoder = _record_codec_c.CRecordEncoder
+    RecordDecoder = _record_codec_c.CRecordDecoder

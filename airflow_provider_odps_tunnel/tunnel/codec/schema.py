@@ -8,7 +8,7 @@ from typing import Any
 
 from .types import DataType, parse_type
 
-__all__ = ["Column", "TableSchema"]
+__all__ = ["Column", "TableSchema", "parse_columns"]
 
 
 class Column:
@@ -161,7 +161,7 @@ class TableSchema:
         return TableSchema([c for c in cols if c not in self.partitions])
 
     def to_json(self) -> dict[str, Any]:
-        """The tunnel's schema object (§4.1): ``columns`` and ``partitionKeys``."""
+        """The tunnel's schema object (protocol §4.1): ``columns`` and ``partitionKeys``."""
         return {
             "columns": [c.to_json(i + 1) for i, c in enumerate(self.simple_columns)],
             "partitionKeys": [c.to_json() for c in self.partitions],
@@ -178,3 +178,27 @@ class TableSchema:
             [Column.from_json(c) for c in data.get("columns") or []],
             [Column.from_json(c) for c in data.get("partitionKeys") or []],
         )
+
+
+def parse_columns(text: str) -> list[Column]:
+    """Columns from DDL-like text: ``'a bigint, b decimal(18,4), c map<string,bigint>'``.
+
+    Commas inside ``<>`` and ``()`` do not split; a name may be back-quoted. Empty items are
+    skipped; an item without a type raises ``ValueError``.
+    """
+    columns, depth, start = [], 0, 0
+    for idx, char in enumerate(text + ","):
+        if char in "<(":
+            depth += 1
+        elif char in ">)":
+            depth -= 1
+        elif char == "," and depth == 0:
+            item = text[start:idx].strip()
+            start = idx + 1
+            if not item:
+                continue
+            name, _, type_text = item.partition(" ")
+            if not type_text.strip():
+                raise ValueError(f"column {item!r} needs a name and a type")
+            columns.append(Column(name.strip("`"), type_text.strip()))
+    return columns

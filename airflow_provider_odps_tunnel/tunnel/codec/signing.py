@@ -1,4 +1,4 @@
-"""Request signing of the ODPS and Tunnel services (the "v2" HMAC-SHA1 scheme, §2.1).
+"""Request signing of the ODPS and Tunnel services (the "v2" HMAC-SHA1 scheme, protocol §2.1).
 
 The client signs every request with it and the emulator verifies with the same code, so
 the canonical string has exactly one definition. Signed: the method, ``Content-MD5``,

@@ -1,4 +1,4 @@
-"""The volume tunnel's file framing (§10): chunks each followed by a cumulative CRC-32.
+"""The volume tunnel's file framing (protocol §10): chunks each followed by a cumulative CRC-32.
 
 A body is a big-endian uint32 chunk size, then the file in chunks of that size (the last
 may be shorter), each followed by the big-endian CRC-32 of everything before it, header

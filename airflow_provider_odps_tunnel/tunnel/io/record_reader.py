@@ -21,6 +21,7 @@ from ..codec.types import (
 )
 from ..codec.types import json as json_type
 from ..errors import DataStreamError, TunnelError
+from ..options import options, resolve_timezone
 from ..progress import Progress
 from .resume import ResumableRows
 
@@ -92,7 +93,13 @@ class TunnelRecordReader:
 
     def _open_batches(self, start_row: int) -> Iterator[list[tuple]]:
         stream = self._stream_creator(start_row)
-        decoder = RecordDecoder(self._wire_columns, stream)
+        decoder = RecordDecoder(
+            self._wire_columns,
+            stream,
+            tz=resolve_timezone(),
+            string_as_binary=options.string_as_binary,
+            require_footer=options.require_stream_footer,
+        )
         consumed = 0
         try:
             while True:

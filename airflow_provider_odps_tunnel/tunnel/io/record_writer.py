@@ -17,7 +17,7 @@ from ..codec.record import Record
 from ..codec.record_codec import RecordEncoder
 from ..codec.schema import TableSchema
 from ..errors import RecordValidationError, TunnelError
-from ..options import options
+from ..options import options, resolve_timezone
 from ..progress import Progress
 from .body import StreamingBody
 
@@ -33,7 +33,12 @@ class _RowSink:
 
     def __init__(self, schema: TableSchema, encoding: str):
         self._schema = schema
-        self._encoder = RecordEncoder(schema.simple_columns, encoding=encoding)
+        self._encoder = RecordEncoder(
+            schema.simple_columns,
+            tz=resolve_timezone(),
+            encoding=encoding,
+            string_as_binary=options.string_as_binary,
+        )
         self._buffer = bytearray()
         self._arrow_schema = None
         self._instant_schema = None
@@ -89,7 +94,7 @@ class _RowSink:
             self._arrow_schema = odps_schema_to_arrow_schema(self._schema)
             self._instant_schema = _label_instants_utc(self._schema, self._arrow_schema)
         rows = 0
-        for batch in conform_table(data, self._arrow_schema):
+        for batch in conform_table(data, self._arrow_schema, resolve_timezone()):
             # conform_table gives DATETIME/TIMESTAMP as naive UTC instants; the encoder
             # reads naive values as local wall clock, so say they are UTC (no copy).
             batch = batch.cast(self._instant_schema)
