@@ -61,7 +61,7 @@ _LAZY = {
     "TableSchema": ".codec.schema",
     "parse_type": ".codec.types",
     "ODPS": ".entry",
-    "InstanceDownloadSession": ".instance_tunnel",
+    "InstanceDownloadSession": ".sessions.instance_download",
     "InstanceTunnel": ".instance_tunnel",
     "TunnelArrowReader": ".io.arrow_reader",
     "ArrowWriter": ".io.arrow_writer",
@@ -81,10 +81,10 @@ _LAZY = {
     "Instance": ".sql",
     "SQLTaskError": ".sql",
     "TableTunnel": ".table_tunnel",
-    "VolumeDownloadSession": ".volume_tunnel",
+    "VolumeDownloadSession": ".sessions.volume",
     "VolumeFSTunnel": ".volume_tunnel",
     "VolumeTunnel": ".volume_tunnel",
-    "VolumeUploadSession": ".volume_tunnel",
+    "VolumeUploadSession": ".sessions.volume",
 }
 
 __all__ = [

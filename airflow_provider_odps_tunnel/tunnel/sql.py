@@ -13,18 +13,21 @@ twice); throttling and connection failures before sending are, by the rest layer
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from .errors import TaskFailed, TunnelError, TunnelTimeoutError
-from .instance_tunnel import InstanceDownloadSession, InstanceTunnel
+from .instance_tunnel import InstanceTunnel
+from .sessions.instance_download import InstanceDownloadSession
+from .sessions.table_download import OnException
 from .transport.resources import instance_resource, project_resource
+from .transport.retry import INSTANCE_POLL, Backoff, poll
 
 if TYPE_CHECKING:
     from .transport.connection import Connection
@@ -36,8 +39,8 @@ log = logging.getLogger(__name__)
 RUNNING, SUSPENDED, TERMINATED = "Running", "Suspended", "Terminated"
 TASK_SUCCESS = "Success"
 #: First pause between two status polls, and the longest (seconds); doubled each poll.
-POLL_INTERVAL = 0.2
-POLL_MAX_INTERVAL = 5.0
+POLL_INTERVAL = INSTANCE_POLL.first
+POLL_MAX_INTERVAL = INSTANCE_POLL.cap or INSTANCE_POLL.first
 
 
 class SQLTaskError(TaskFailed):
@@ -191,23 +194,19 @@ class Instance:
         """Poll until the instance is terminated, pausing ``interval`` seconds at first and
         twice as long after each poll, up to ``max_interval``.
 
-        With ``timeout`` (seconds), raise :class:`TunnelTimeoutError` when it is still
-        running after that long; without, wait until it ends.
+        With ``timeout`` (seconds), the last pause is cut to the time left and
+        :class:`TunnelTimeoutError` is raised when it is still running after that long;
+        without, wait until it ends.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = max(0.01, interval)
-        while not self.is_terminated():
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TunnelTimeoutError(
-                        f"instance {self.id} still running after {timeout} s",
-                        session_id=self.id,
-                    )
-                time.sleep(min(pause, left))
-            else:
-                time.sleep(pause)
-            pause = min(pause * 2, max(max_interval, interval))
+        poll(
+            self.is_terminated,
+            backoff=Backoff(max(0.01, interval), INSTANCE_POLL.factor, max(max_interval, interval)),
+            timeout=timeout,
+            timeout_error=lambda: TunnelTimeoutError(
+                f"instance {self.id} still running after {timeout} s", session_id=self.id
+            ),
+            what=f"instance {self.id}",
+        )
 
     def wait_for_success(
         self,
@@ -243,14 +242,26 @@ class Instance:
     # -- results -------------------------------------------------------------------------
 
     def open_download_session(
-        self, limit: bool | None = None, download_id: str | None = None, **kw: Any
+        self,
+        limit: bool | None = None,
+        download_id: str | None = None,
+        *,
+        endpoint: str | None = None,
+        quota_name: str | None = None,
+        **kw: Any,
     ) -> InstanceDownloadSession:
         """An instance-tunnel download session of this instance's query result.
 
-        ``limit=True`` asks for the service's limited result (at most 10,000 rows).
-        Other keywords go to :meth:`InstanceTunnel.create_download_session`.
+        ``limit=True`` asks for the service's limited result (at most 10,000 rows);
+        ``endpoint`` and ``quota_name`` choose the tunnel endpoint and quota. Other
+        keywords are those of :meth:`InstanceTunnel.create_download_session`
+        (``compress_option``, ``compress_algo``, ``timeout``, ``tags``, ``limit_enabled``,
+        ...); any other raises ``TypeError``.
         """
-        tunnel = InstanceTunnel(self._odps, project=self.project)
+        _check_keywords("open_download_session", kw, _SESSION_KEYWORDS)
+        tunnel = InstanceTunnel(
+            self._odps, project=self.project, endpoint=endpoint, quota_name=quota_name
+        )
         return tunnel.create_download_session(self.id, download_id=download_id, limit=limit, **kw)
 
     def open_reader(
@@ -261,23 +272,68 @@ class Instance:
         count: int | None = None,
         columns: list[str] | None = None,
         compress: bool = False,
+        *,
+        tunnel: bool | None = None,
+        use_tunnel: bool | None = None,
+        reopen: bool = False,
+        buffered: bool = False,
+        on_exception: OnException = None,
         **kw: Any,
     ) -> Any:
         """A reader of the query result through the instance tunnel: records
         (:class:`TunnelRecordReader`) or, with ``arrow=True``, Arrow batches
         (:class:`TunnelArrowReader`). Rows ``start .. start+count`` (default: all the
-        session offers). ``reader.session`` is the download session; other keywords go
-        to :meth:`open_download_session`.
+        session offers). ``reader.session`` is the download session.
+
+        Takes pyodps's arguments: ``tunnel``/``use_tunnel`` may be True (the result is
+        only read through the instance tunnel); ``reopen`` is accepted, since every call
+        opens a new session; ``buffered`` and ``on_exception`` go to the reader, other
+        keywords to :meth:`open_download_session` (``download_id``, ``endpoint``,
+        ``quota_name``, ``limit_enabled``, ``timeout``, ``tags``, ``compress_*``); any
+        other raises ``TypeError``.
         """
-        session = self.open_download_session(limit=limit, **kw)
+        _check_keywords("open_reader", kw, _READER_KEYWORDS)
+        if tunnel is False or use_tunnel is False:
+            raise NotImplementedError(
+                "Instance.open_reader reads the result only through the instance tunnel "
+                "(tunnel=False is not supported)"
+            )
+        session = self.open_download_session(limit, **kw)
         if count is None:
             count = max(0, session.count - start)
         if arrow:
-            reader = session.open_arrow_reader(start, count, compress=compress, columns=columns)
+            reader = session.open_arrow_reader(
+                start, count, compress=compress, columns=columns, on_exception=on_exception
+            )
         else:
-            reader = session.open_record_reader(start, count, compress=compress, columns=columns)
+            reader = session.open_record_reader(
+                start,
+                count,
+                compress=compress,
+                columns=columns,
+                buffered=buffered,
+                on_exception=on_exception,
+            )
         reader.session = session
         return reader
+
+
+# Keywords open_download_session passes on to InstanceTunnel.create_download_session, and
+# those open_reader passes on to open_download_session.
+_SESSION_KEYWORDS = frozenset(inspect.signature(InstanceTunnel.create_download_session).parameters)
+_SESSION_KEYWORDS -= {"self", "instance", "download_id", "limit"}
+_READER_KEYWORDS = _SESSION_KEYWORDS | {"download_id", "endpoint", "quota_name"}
+
+
+def _check_keywords(method: str, given: Mapping[str, Any], accepted: Set[str]) -> None:
+    """Raise ``TypeError`` naming ``method`` and the keywords of ``given`` it does not take
+    (as Python does for a function without ``**kw``)."""
+    unknown = [name for name in given if name not in accepted]
+    if len(unknown) == 1:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise TypeError(f"{method}() got unexpected keyword arguments {names}")
 
 
 def run_sql(odps: Connection, sql: str, hints: Mapping[str, Any] | None = None) -> Instance:

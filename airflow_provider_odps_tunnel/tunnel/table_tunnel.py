@@ -13,21 +13,31 @@ from .base import BaseTunnel
 from .codec.compression import CompressOption, build_compress_option
 from .codec.partition import PartitionSpec
 from .errors import DataStreamError
-from .options import normalize_tags, options
+from .options import normalize_tags
 from .sessions.preview import PreviewArrowReader, PreviewRecordReader
 from .sessions.stream_upload import TableStreamUploadSession
 from .sessions.table_base import TUNNEL_VERSION
-from .sessions.table_download import TableDownloadSession, open_body
+from .sessions.table_download import TableDownloadSession
 from .sessions.upload import TableUploadSession
 from .sessions.upsert import TableUpsertSession
 from .transport.resources import TableRef
-from .transport.rest import ResponseStream
+from .transport.rest import ResponseStream, open_body
+from .transport.retry import NO_WAIT, Attempt, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 __all__ = ["TableTunnel"]
 
 _IPC_CODECS = ("ZSTD", "LZ4_FRAME")
+# What a broken or damaged preview body raises while it is parsed.
+_BODY_ERRORS = (
+    OSError,
+    ValueError,
+    pa.ArrowException,
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    DataStreamError,
+)
 
 
 class TableTunnel(BaseTunnel):
@@ -56,9 +66,11 @@ class TableTunnel(BaseTunnel):
         schema: str | None = None,
         timeout: float | None = None,
         tags: str | list[str] | None = None,
-        **kw: Any,
+        *,
+        async_: bool | None = None,
     ) -> TableDownloadSession:
-        """A download session of the table (partition); ``download_id`` reattaches."""
+        """A download session of the table (partition); ``download_id`` reattaches.
+        ``async_`` is pyodps's other name of ``async_mode``."""
         return TableDownloadSession(
             self.tunnel_rest,
             self._table(table, schema),
@@ -67,11 +79,10 @@ class TableTunnel(BaseTunnel):
             compress_option=build_compress_option(
                 compress_option, compress_algo, compress_level, compress_strategy
             ),
-            async_mode=async_mode,
+            async_mode=async_mode if async_ is None else async_,
             timeout=timeout,
             quota_name=self._quota_name,
             tags=tags,
-            **kw,
         )
 
     def create_upload_session(
@@ -237,11 +248,11 @@ class TableTunnel(BaseTunnel):
         """GET and parse the preview, again from the start when the body breaks.
 
         A preview is one small body read whole, so a broken or unparsable body is simply
-        requested again (``options.retry_times`` times). Preview bodies carry no checksum:
-        corruption is caught only when it breaks the Arrow stream.
+        requested again at once (``options.retry_times`` times). Preview bodies carry no
+        checksum: corruption is caught only when it breaks the Arrow stream.
         """
-        attempt = 0
-        while True:
+
+        def fetch(attempt: Attempt) -> PreviewArrowReader:
             resp = self.tunnel_rest.request(
                 "GET",
                 ref.preview_resource(),
@@ -256,18 +267,26 @@ class TableTunnel(BaseTunnel):
             body = ResponseStream(resp) if encoding in _IPC_CODECS else open_body(resp)
             try:
                 return PreviewArrowReader(body, columns=columns, make_compat=make_compat)
-            except (
-                OSError,
-                ValueError,
-                pa.ArrowException,
-                requests.RequestException,
-                urllib3.exceptions.HTTPError,
-                DataStreamError,
-            ) as exc:
-                attempt += 1
-                if attempt > options.retry_times:
-                    raise DataStreamError(
-                        f"the preview body could not be read after {attempt} attempts: {exc!r}",
-                        **context,
-                    ) from exc
-                log.warning("preview body broken (%r); requesting it again", exc)
+            except _BODY_ERRORS as exc:
+                raise _BrokenPreview(attempt.number, exc) from exc
+
+        policy = RetryPolicy.single(
+            "broken body", lambda exc: isinstance(exc, _BrokenPreview), backoff=NO_WAIT
+        )
+        try:
+            return policy.call(fetch, what=f"preview of {ref}")
+        except _BrokenPreview as broken:
+            raise DataStreamError(
+                f"the preview body could not be read after {broken.attempts} attempts: "
+                f"{broken.cause!r}",
+                **context,
+            ) from broken.cause
+
+
+class _BrokenPreview(Exception):
+    """A preview body that could not be read (``attempts`` requests so far)."""
+
+    def __init__(self, attempts: int, cause: BaseException):
+        super().__init__(f"broken preview body: {cause!r}")
+        self.attempts = attempts
+        self.cause = cause

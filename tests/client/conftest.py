@@ -8,6 +8,7 @@ import pytest
 
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
 from airflow_provider_odps_tunnel.tunnel.options import options
+from airflow_provider_odps_tunnel.tunnel.transport import retry
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +16,30 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries wait milliseconds, so failure tests stay fast (Retry-After still applies)."""
     monkeypatch.setattr(options, "retry_delay", 0.001)
     monkeypatch.setattr(options, "retry_max_delay", 0.01)
+
+
+class VirtualClock:
+    """A clock for the client's retries and polls (``retry.clock``): sleeping only moves
+    its time on, and each wait is recorded in ``sleeps``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """Every retry and poll of the client waits on a virtual clock: no real sleeping."""
+    clock = VirtualClock()
+    monkeypatch.setattr(retry, "clock", clock)
+    return clock
 
 
 @pytest.fixture

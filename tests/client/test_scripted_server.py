@@ -78,16 +78,26 @@ def test_commit_polls_until_the_session_is_gone(server):
     assert server.seen[1].headers["odps-tunnel-routed-server"] == "127.0.0.1:1"
 
 
-def test_commit_timeout(server):
-    server.answers += [
-        Answer(200, session_json()),
-        Answer(200, session_json("committing")),
-        Answer(200, session_json("committing")),
-    ]
+def test_commit_timeout(server, virtual_clock):
+    server.answers += [Answer(200, session_json())]
+    server.answers += [Answer(200, session_json("committing"))] * 4
     session = tunnel_for(server).create_upsert_session("t", commit_timeout=0.5)
     with pytest.raises(errors.CommitTimeout) as info:
         session.commit()
     assert info.value.session_id == "u1"
+    # The 1 s pause is cut to the 0.5 s left; the commit is looked at once more then.
+    assert virtual_clock.sleeps == [0.5]
+    assert [s.method for s in server.seen] == ["POST", "POST", "GET", "POST", "GET"]
+
+
+def test_commit_is_polled_with_doubling_pauses(server, virtual_clock):
+    server.answers += [Answer(200, session_json())]
+    server.answers += [Answer(200, session_json("committing"))] * 10
+    server.answers += [Answer(200), Answer(200, session_json("committed"))]
+    session = tunnel_for(server).create_upsert_session("t", commit_timeout=120)
+    session.commit()
+    assert session.status == session.Status.Committed
+    assert virtual_clock.sleeps == [1.0, 2.0, 4.0, 8.0, 8.0]
 
 
 def test_async_commit_returns_at_once(server):
@@ -119,8 +129,25 @@ def test_async_download_session_is_polled_until_ready(server):
     assert reload.method == "GET" and reload.query["downloadid"] == "d1"
 
 
-def test_async_download_session_timeout(server):
-    server.answers += [Answer(200, download_json("initiating"))]
-    with pytest.raises(errors.TunnelTimeoutError) as info:
+def test_async_download_session_timeout(server, virtual_clock):
+    server.answers += [Answer(200, download_json("initiating"))] * 2
+    with pytest.raises(errors.TunnelTimeoutError, match="still initiating") as info:
         tunnel_for(server).create_download_session("t", timeout=0.05)
     assert info.value.session_id == "d1"
+    assert virtual_clock.sleeps == [0.05]  # the first 0.1 s pause, cut to the time left
+
+
+def test_async_download_session_is_polled_with_doubling_pauses(server, virtual_clock):
+    server.answers += [Answer(200, download_json("initiating"))] * 5
+    with pytest.raises(errors.TunnelTimeoutError):
+        tunnel_for(server).create_download_session("t", timeout=1.0)
+    assert virtual_clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.3])
+    assert [s.method for s in server.seen] == ["POST"] + ["GET"] * 4
+
+
+def test_async_download_poll_pauses_are_capped(server, virtual_clock):
+    server.answers += [Answer(200, download_json("initiating"))] * 8
+    server.answers += [Answer(200, download_json("normal"))]
+    session = tunnel_for(server).create_download_session("t")
+    assert session.status == session.Status.Normal
+    assert virtual_clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])

@@ -156,15 +156,23 @@ def test_unknown_instance_is_no_such_object(odps):
         Instance(odps, "20240101000000abcdef0123456").reload()
 
 
-def test_wait_is_bounded_by_its_timeout(odps, monkeypatch):
+def test_wait_is_bounded_by_its_timeout(odps, monkeypatch, virtual_clock):
     instance = Instance(odps, "20240101000000abcdef0123456")
-    monkeypatch.setattr(Instance, "is_terminated", lambda self: False)
-    sleeps: list[float] = []
-    clock = itertools.count()
-    monkeypatch.setattr("airflow_provider_odps_tunnel.tunnel.sql.time.sleep", sleeps.append)
+    polls: list[float] = []
     monkeypatch.setattr(
-        "airflow_provider_odps_tunnel.tunnel.sql.time.monotonic", lambda: float(next(clock))
+        Instance, "is_terminated", lambda self: polls.append(virtual_clock.now) or False
     )
-    with pytest.raises(errors.TunnelTimeoutError, match="still running"):
+    with pytest.raises(errors.TunnelTimeoutError, match="still running") as info:
         instance.wait_for_success(timeout=10, interval=0.5, max_interval=4)
-    assert sleeps[:5] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert info.value.session_id == instance.id
+    # Doubling pauses up to 4 s; the last one is cut to the 2.5 s left, then one last poll.
+    assert virtual_clock.sleeps == [0.5, 1.0, 2.0, 4.0, 2.5]
+    assert polls == [0.0, 0.5, 1.5, 3.5, 7.5, 10.0]
+
+
+def test_wait_polls_until_the_instance_ends(odps, monkeypatch, virtual_clock):
+    instance = Instance(odps, "20240101000000abcdef0123456")
+    answers = iter([False] * 8 + [True])
+    monkeypatch.setattr(Instance, "is_terminated", lambda self: next(answers))
+    instance.wait_for_completion()
+    assert virtual_clock.sleeps == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]

@@ -4,15 +4,17 @@ checks on a scripted server, here against the emulator's real session state."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from polling import wait_until
 
 from airflow_provider_odps_tunnel.emulator import Emulator
-from airflow_provider_odps_tunnel.emulator.cli import build_parser, option_args, parse_columns
+from airflow_provider_odps_tunnel.emulator.cli import build_parser
+from airflow_provider_odps_tunnel.emulator.server import option_args
 from airflow_provider_odps_tunnel.emulator.state import EmulatorConfig
 from airflow_provider_odps_tunnel.tunnel import (
     ODPS,
@@ -20,8 +22,9 @@ from airflow_provider_odps_tunnel.tunnel import (
     TableTunnel,
     errors,
 )
+from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 from airflow_provider_odps_tunnel.tunnel.options import options
-from airflow_provider_odps_tunnel.tunnel.sessions import upsert as upsert_module
+from airflow_provider_odps_tunnel.tunnel.transport import retry
 
 COLUMNS = "k bigint, name string, v double"
 N_KEYS = 40
@@ -60,13 +63,24 @@ def applied_records(emu: Emulator, session_id: str) -> int:
 def log_lines(emu: Emulator, session_id: str, check: Callable[[list[dict]], bool]) -> list[dict]:
     """The request-log lines of a session, once ``check`` holds for them (lines are written
     just after each answer, so the last ones may lag a moment; bounded poll)."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def mine() -> list[dict]:
         lines = [json.loads(x) for x in emu.request_log_path.read_text().splitlines()]
-        mine = [x for x in lines if x.get("session") == session_id]
-        if check(mine) or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.01)
+        return [x for x in lines if x.get("session") == session_id]
+
+    def checked() -> list[dict] | None:
+        lines = mine()
+        return lines if lines and check(lines) else None
+
+    # On timeout the lines as they are: the caller's asserts then show what is missing.
+    with contextlib.suppress(TimeoutError):
+        return wait_until(
+            checked,
+            timeout=10,
+            interval=0.01,
+            message=f"the request log of session {session_id}",
+        )
+    return mine()
 
 
 def put_statuses(lines: list[dict]) -> list[int]:
@@ -214,7 +228,7 @@ def slow_emulator(tmp_path_factory) -> Iterator[Emulator]:
 
 
 class VirtualTime:
-    """The client's time in the commit loop: sleeping advances it and the emulator's clock."""
+    """The client's clock (``retry.clock``): sleeping advances it and the emulator's clock."""
 
     def __init__(self, emu: Emulator):
         self.emu = emu
@@ -233,7 +247,7 @@ class VirtualTime:
 @pytest.fixture
 def virtual_time(slow_emulator, monkeypatch) -> VirtualTime:
     fake = VirtualTime(slow_emulator)
-    monkeypatch.setattr(upsert_module, "time", fake)
+    monkeypatch.setattr(retry, "clock", fake)
     return fake
 
 

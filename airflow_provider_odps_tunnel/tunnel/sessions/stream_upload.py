@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from typing import Any
 
 from ..codec.compression import CompressOption
@@ -21,8 +20,8 @@ from ..codec.partition import PartitionSpec
 from ..codec.schema import TableSchema
 from ..errors import TunnelError, TunnelTimeoutError
 from ..io.record_writer import BlockBody, BufferedRecordWriter
-from ..options import options
 from ..transport.rest import RestClient, sent_but_unanswered
+from ..transport.retry import Attempt, RetryPolicy
 from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableStreamUploadSession", "StreamRecordWriter"]
@@ -31,6 +30,16 @@ log = logging.getLogger(__name__)
 
 # Answers that another attempt cannot change.
 _FINAL_STATUSES = (400, 401, 403, 404, 412)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A failed batch PUT that may be sent again: not refused for good, and not sent whole
+    and then left unanswered (the service may have stored it)."""
+    return (
+        isinstance(exc, TunnelError)
+        and exc.status not in _FINAL_STATUSES
+        and not sent_but_unanswered(exc)
+    )
 
 
 class TableStreamUploadSession(TableSession):
@@ -129,9 +138,11 @@ class TableStreamUploadSession(TableSession):
 
     def _put_batch(self, index: int, body: BlockBody, encoding: str | None) -> None:
         """PUT one batch to the writer's slot; on failure reload the routes and retry."""
-        attempt = 0
-        while True:
-            slot_id, server = self._slot(index)
+        sent_to = ""
+
+        def put(_: Attempt) -> Any:
+            nonlocal sent_to
+            sent_to, server = self._slot(index)
             with self._lock:
                 nslots = len(self.slots)
             headers = self._headers(
@@ -142,28 +153,23 @@ class TableStreamUploadSession(TableSession):
                     "Content-Encoding": encoding,
                 },
             )
-            params = {"uploadid": self.id, "slotid": slot_id, **self._write_params()}
-            try:
-                resp = self._request("PUT", params=params, headers=headers, data=body, retry=False)
-            except TunnelError as exc:
-                if sent_but_unanswered(exc):
-                    raise TunnelTimeoutError(
-                        f"stream batch to slot {slot_id} was sent but not answered in time; "
-                        "it may have been stored, so it is not sent again (that could store "
-                        f"it twice): {exc.message}",
-                        **self._context(),
-                    ) from exc
-                attempt += 1
-                if attempt > options.retry_times or exc.status in _FINAL_STATUSES:
-                    raise
-                wait = min(options.retry_max_delay, options.retry_delay * 2 ** (attempt - 1))
-                retry_after = getattr(exc, "retry_after", None)
-                log.warning("stream batch to slot %s failed (%s); reloading routes", slot_id, exc)
-                time.sleep(max(wait, retry_after or 0.0))
-                self.reload()
-                continue
-            self._follow_routes(slot_id, resp.headers)
-            return
+            params = {"uploadid": self.id, "slotid": sent_to, **self._write_params()}
+            return self._request("PUT", params=params, headers=headers, data=body, retry=False)
+
+        try:
+            resp = RetryPolicy.single("failure", _retryable).call(
+                put, what=f"stream batch of session {self.id}", before_retry=self.reload
+            )
+        except TunnelError as exc:
+            if sent_but_unanswered(exc):
+                raise TunnelTimeoutError(
+                    f"stream batch to slot {sent_to} was sent but not answered in time; "
+                    "it may have been stored, so it is not sent again (that could store "
+                    f"it twice): {exc.message}",
+                    **self._context(),
+                ) from exc
+            raise
+        self._follow_routes(sent_to, resp.headers)
 
     def _follow_routes(self, slot_id: str, headers: Any) -> None:
         server = headers.get("odps-tunnel-routed-server")

@@ -51,6 +51,11 @@ class TableSession:
     Status = SessionStatus
     id: str | None = None
     schema: TableSchema | None = None
+    #: Headers every request of the session carries, after ``x-odps-tunnel-version``.
+    _base_headers: Mapping[str, str] = {
+        "odps-tunnel-date-transform": "v1",
+        "odps-tunnel-sdk-support-schema-evolution": "true",
+    }
 
     def __init__(
         self,
@@ -89,14 +94,14 @@ class TableSession:
     def _resource(self) -> str:
         return self._table.resource()
 
+    def _label(self) -> str:
+        """What the session reads or writes, as errors name it (``table`` context)."""
+        return str(self._table)
+
     def _headers(
         self, content_length: int | None = None, chunked: bool = False, **extra: Any
     ) -> dict[str, Any]:
-        headers: dict[str, Any] = {
-            "x-odps-tunnel-version": TUNNEL_VERSION,
-            "odps-tunnel-date-transform": "v1",
-            "odps-tunnel-sdk-support-schema-evolution": "true",
-        }
+        headers: dict[str, Any] = {"x-odps-tunnel-version": TUNNEL_VERSION, **self._base_headers}
         if content_length is not None:
             headers["Content-Length"] = str(content_length)
         if chunked:
@@ -118,7 +123,7 @@ class TableSession:
     def _context(self, **extra: Any) -> dict[str, Any]:
         context = {
             "session_id": self.id,
-            "table": str(self._table),
+            "table": self._label(),
             "partition": self._partition_spec.to_param() or None,
         }
         context.update(extra)

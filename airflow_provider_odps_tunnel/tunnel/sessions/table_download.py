@@ -8,11 +8,10 @@ the first row it had not delivered yet, so no row is lost or repeated.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from ..codec.compression import CompressOption, decompressing_stream
+from ..codec.compression import CompressOption
 from ..codec.partition import PartitionSpec
 from ..codec.record import Record
 from ..codec.record_codec import encode_rows
@@ -20,28 +19,22 @@ from ..codec.schema import TableSchema
 from ..errors import SessionStateError, TunnelTimeoutError
 from ..io.record_reader import TunnelRecordReader
 from ..options import options
-from ..transport.rest import ResponseStream, RestClient
+from ..transport.rest import RestClient, open_body
+from ..transport.retry import DOWNLOAD_INIT_POLL, poll
 from .table_base import SessionStatus, TableSession
 
-__all__ = ["TableDownloadSession", "BufferedRecordReader", "open_body"]
+__all__ = ["DownloadSessionBase", "TableDownloadSession", "BufferedRecordReader", "open_body"]
 
 OnException = Callable[[BaseException], bool] | None
 
 
-def open_body(resp: Any) -> BinaryIO:
-    """The decompressed body of a streamed download response."""
-    raw = ResponseStream(resp)
-    return decompressing_stream(raw, resp.headers.get("Content-Encoding"))
+class DownloadSessionBase(TableSession):
+    """What table and instance download sessions share: creating or reattaching to the
+    session, its state (``status``, ``count``, ``schema``), reloading it, and opening
+    readers of row ranges that resume by themselves.
 
-
-class TableDownloadSession(TableSession):
-    """A download session of a table or partition (create with
-    :meth:`TableTunnel.create_download_session`).
-
-    ``id`` reattaches to the session from anywhere; ``count`` is the number of rows of the
-    snapshot; ``schema`` its schema. With ``async_mode`` the service may prepare the
-    snapshot in the background: the session is polled (0.1 s doubling to 5 s) until it is
-    ready, for at most ``timeout`` seconds.
+    A subclass sets what it needs for :meth:`_create` (the POST that creates the session)
+    before calling ``__init__``; ``download_id`` reattaches instead.
     """
 
     _kind = "download"
@@ -53,41 +46,22 @@ class TableDownloadSession(TableSession):
         client: RestClient,
         table: Any,
         partition_spec: str | PartitionSpec | None,
-        download_id: str | None = None,
-        compress_option: CompressOption | None = None,
-        async_mode: bool = True,
-        timeout: float | None = None,
-        quota_name: str | None = None,
-        tags: str | list[str] | None = None,
-        **kw: Any,
+        download_id: str | None,
+        compress_option: CompressOption | None,
+        quota_name: str | None,
+        tags: str | list[str] | None,
     ):
         super().__init__(client, table, partition_spec, compress_option, quota_name, tags)
         self.count = 0
         self.support_read_by_raw_size = False
         if download_id is None:
-            self._create(async_mode, timeout)
+            self._create()
         else:
             self.id = download_id
             self.reload()
 
-    def _create(self, async_mode: bool, timeout: float | None) -> None:
-        params = {"asyncmode": "true"} if async_mode else {}
-        resp = self._request("POST", "downloads", params=params, retry_post=True)
-        self._load(resp.json())
-        deadline = None
-        timeout = options.async_poll_timeout if timeout is None else timeout
-        if timeout is not None:
-            deadline = time.monotonic() + timeout
-        delay = 0.1
-        while self.status == SessionStatus.Initiating:
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise TunnelTimeoutError(
-                    f"download session still initiating after {timeout} s",
-                    **self._context(),
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            self.reload()
+    def _create(self) -> None:
+        raise NotImplementedError
 
     def reload(self) -> None:
         """Fetch the session's state again (status, count, schema)."""
@@ -153,27 +127,20 @@ class TableDownloadSession(TableSession):
 
     # -- readers ----------------------------------------------------------------------------
 
-    def open_record_reader(
+    def _record_reader(
         self,
         start: int,
         count: int,
-        compress: bool = False,
-        columns: list[str] | None = None,
-        append_partitions: bool = True,
-        buffered: bool = False,
-        buffer_size: int | None = None,
-        row_batch_size: int | None = None,
-        on_exception: OnException = None,
+        compress: bool,
+        columns: list[str] | None,
+        append_partitions: bool,
+        buffered: bool,
+        row_batch_size: int | None,
+        on_exception: OnException,
     ) -> TunnelRecordReader | BufferedRecordReader:
-        """A reader of rows ``start .. start+count`` as :class:`Record` objects.
-
-        ``columns`` selects and orders columns (partition columns may be named);
-        ``append_partitions`` adds the partition values after the data columns when no
-        columns are given. ``buffered`` reads in requests of ``row_batch_size`` rows
-        (default 2048) instead of one long request; ``buffer_size`` is accepted for
-        compatibility, since rows are verified and handed out as they arrive.
-        ``on_exception(exc)`` is asked on each failure: True raises, anything else resumes.
-        """
+        """A :class:`TunnelRecordReader` over rows ``start .. start+count`` (or, with
+        ``buffered``, a :class:`BufferedRecordReader` of ``row_batch_size``-row requests),
+        re-opening the body at the first undelivered row."""
         count = self._check_range(start, count)
 
         def reader_for(first: int, n: int) -> TunnelRecordReader:
@@ -198,30 +165,6 @@ class TableDownloadSession(TableSession):
         if not buffered:
             return reader_for(start, count)
         return BufferedRecordReader(start, count, row_batch_size or 2048, reader_for)
-
-    def open_arrow_reader(
-        self,
-        start: int,
-        count: int,
-        compress: bool = False,
-        columns: list[str] | None = None,
-        append_partitions: bool = False,
-        on_exception: OnException = None,
-        buffered: bool = False,
-    ) -> Any:
-        """A reader of rows ``start .. start+count`` as Arrow record batches
-        (:class:`~.arrow_reader.TunnelArrowReader`); resumes like the record reader."""
-        if buffered:
-            raise ValueError("the Arrow reader has no buffered mode")
-        return self._arrow_reader(
-            start,
-            count,
-            compress,
-            columns,
-            on_exception,
-            partition_spec=self._partition_spec,
-            append_partitions=append_partitions,
-        )
 
     def _arrow_reader(
         self,
@@ -248,6 +191,116 @@ class TableDownloadSession(TableSession):
             columns=columns,
             on_exception=on_exception,
             **reader_options,
+        )
+
+
+class TableDownloadSession(DownloadSessionBase):
+    """A download session of a table or partition (create with
+    :meth:`TableTunnel.create_download_session`).
+
+    ``id`` reattaches to the session from anywhere; ``count`` is the number of rows of the
+    snapshot; ``schema`` its schema. With ``async_mode`` the service may prepare the
+    snapshot in the background: the session is polled (0.1 s doubling to 5 s) until it is
+    ready, for at most ``timeout`` seconds (default ``options.async_poll_timeout``).
+    ``async_`` is pyodps's other name of ``async_mode``.
+    """
+
+    def __init__(
+        self,
+        client: RestClient,
+        table: Any,
+        partition_spec: str | PartitionSpec | None,
+        download_id: str | None = None,
+        compress_option: CompressOption | None = None,
+        async_mode: bool = True,
+        timeout: float | None = None,
+        quota_name: str | None = None,
+        tags: str | list[str] | None = None,
+        *,
+        async_: bool | None = None,
+    ):
+        self._async_mode = async_mode if async_ is None else async_
+        self._timeout = timeout
+        super().__init__(
+            client, table, partition_spec, download_id, compress_option, quota_name, tags
+        )
+
+    def _create(self) -> None:
+        params = {"asyncmode": "true"} if self._async_mode else {}
+        resp = self._request("POST", "downloads", params=params, retry_post=True)
+        self._load(resp.json())
+        if self.status != SessionStatus.Initiating:
+            return
+        timeout = options.async_poll_timeout if self._timeout is None else self._timeout
+        poll(
+            self._reloaded_ready,
+            backoff=DOWNLOAD_INIT_POLL,
+            timeout=timeout,
+            timeout_error=lambda: TunnelTimeoutError(
+                f"download session still initiating after {timeout} s", **self._context()
+            ),
+            what=f"download session {self.id}",
+            check_first=False,
+        )
+
+    def _reloaded_ready(self) -> bool:
+        self.reload()
+        return self.status != SessionStatus.Initiating
+
+    def open_record_reader(
+        self,
+        start: int,
+        count: int,
+        compress: bool = False,
+        columns: list[str] | None = None,
+        append_partitions: bool = True,
+        buffered: bool = False,
+        buffer_size: int | None = None,
+        row_batch_size: int | None = None,
+        on_exception: OnException = None,
+    ) -> TunnelRecordReader | BufferedRecordReader:
+        """A reader of rows ``start .. start+count`` as :class:`Record` objects.
+
+        ``columns`` selects and orders columns (partition columns may be named);
+        ``append_partitions`` adds the partition values after the data columns when no
+        columns are given. ``buffered`` reads in requests of ``row_batch_size`` rows
+        (default 2048) instead of one long request; ``buffer_size`` is accepted for
+        compatibility, since rows are verified and handed out as they arrive.
+        ``on_exception(exc)`` is asked on each failure: True raises, anything else resumes.
+        """
+        return self._record_reader(
+            start,
+            count,
+            compress,
+            columns,
+            append_partitions,
+            buffered,
+            row_batch_size,
+            on_exception,
+        )
+
+    def open_arrow_reader(
+        self,
+        start: int,
+        count: int,
+        compress: bool = False,
+        columns: list[str] | None = None,
+        append_partitions: bool = False,
+        on_exception: OnException = None,
+        buffered: bool = False,
+    ) -> Any:
+        """A reader of rows ``start .. start+count`` as Arrow record batches
+        (:class:`~.arrow_reader.TunnelArrowReader`); resumes like the record reader."""
+        if buffered:
+            raise ValueError("the Arrow reader has no buffered mode")
+        return self._arrow_reader(
+            start,
+            count,
+            compress,
+            columns,
+            on_exception,
+            partition_spec=self._partition_spec,
+            append_partitions=append_partitions,
         )
 
 

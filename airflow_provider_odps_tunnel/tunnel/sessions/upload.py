@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -46,8 +45,8 @@ from ..errors import (
 from ..io.arrow_writer import ArrowWriter, BufferedArrowWriter, arrow_compress_option
 from ..io.record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
 from ..io.resend import send_resendable
-from ..options import options
 from ..transport.rest import RestClient
+from ..transport.retry import NO_WAIT, Attempt, RetryPolicy
 from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableUploadSession", "BlockIdGenerator", "WriterMemory", "MIN_BLOCK_SIZE"]
@@ -283,11 +282,12 @@ class TableUploadSession(TableSession):
     def _put_block(
         self, block_id: int, body: Any, arrow: bool, encoding: str | None, on_exception: OnException
     ) -> Any:
-        """PUT one block; a re-iterable ``body`` is re-sent on failure."""
+        """PUT one block; a re-iterable ``body`` is re-sent at once after a failure that
+        ``on_exception(exc)`` does not want raised (``options.retry_times`` times)."""
         flags = ["arrow"] if arrow else []
         headers = self._headers(chunked=True, **{"Content-Encoding": encoding})
-        attempt = 0
-        while True:
+
+        def put(_: Attempt) -> Any:
             try:
                 resp = self._request(
                     "PUT",
@@ -297,16 +297,19 @@ class TableUploadSession(TableSession):
                     data=body,
                     context={"block_id": block_id},
                 )
-                return resp.headers.get("odps-tunnel-metrics")
-            except Exception as exc:
-                if isinstance(exc, TunnelError):
-                    exc.with_context(block_id=block_id)
-                attempt += 1
-                if on_exception is None or attempt > options.retry_times:
-                    raise
-                if on_exception(exc):
-                    raise
-                log.warning("block %d failed (%s); sending it again", block_id, exc)
+            except TunnelError as exc:
+                exc.with_context(block_id=block_id)
+                raise
+            return resp.headers.get("odps-tunnel-metrics")
+
+        policy = RetryPolicy.single(
+            "resend", lambda exc: isinstance(exc, Exception), backoff=NO_WAIT
+        )
+        return policy.call(
+            put,
+            what=f"block {block_id} of upload session {self.id}",
+            allowed=lambda exc: on_exception is not None and not on_exception(exc),
+        )
 
     def _put_streamed(
         self, block_id: int, chunks: Iterable[bytes], arrow: bool, encoding: str | None
@@ -429,20 +432,21 @@ class TableUploadSession(TableSession):
                 **self._context(),
             )
         self._check_blocks(expected)
-        attempt = 0
-        while True:
+
+        def commit_once(_: Attempt) -> None:
             try:
                 resp = self._request("POST", params={"uploadid": self.id})
-                self._load(resp.json())
-                log.info("committed upload session %s: %d blocks", self.id, len(expected))
-                return
             except (TunnelConnectionError, InternalServerError, StatusConflict) as exc:
-                attempt += 1
                 if self._verify_committed(expected, exc):
                     return
-                if isinstance(exc, StatusConflict) or attempt > options.retry_times:
-                    raise
-                time.sleep(min(options.retry_max_delay, options.retry_delay * 2 ** (attempt - 1)))
+                raise
+            self._load(resp.json())
+            log.info("committed upload session %s: %d blocks", self.id, len(expected))
+
+        # A failed commit that did not happen is sent again; a conflict is final.
+        RetryPolicy.single(
+            "failure", lambda exc: isinstance(exc, TunnelConnectionError | InternalServerError)
+        ).call(commit_once, what=f"commit of upload session {self.id}")
 
     def _check_blocks(self, expected: list[int]) -> None:
         server = set(self.blocks)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +35,14 @@ from ..errors import (
 from ..options import options, resolve_timezone
 from ..progress import Progress
 from ..transport.rest import RestClient
+from ..transport.retry import (
+    NO_WAIT,
+    UPSERT_COMMIT_POLL,
+    UPSERT_SEND_ATTEMPTS,
+    Attempt,
+    RetryPolicy,
+    poll,
+)
 from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableUpsertSession", "Upsert", "UPSERT_COLUMNS"]
@@ -145,8 +152,10 @@ class TableUpsertSession(TableSession):
         return self._headers(**{"odps-tunnel-routed-server": self.buckets[bucket][1]}, **headers)
 
     def put_bucket(self, bucket: int, record_count: int, body: bytes, encoding: str | None) -> None:
-        """Send one bucket's body, following slot reassignments (HTTP 308)."""
-        for _ in range(options.throttle_retry_times + 1):
+        """Send one bucket's body, following slot reassignments (HTTP 308) at once, up to
+        ``options.throttle_retry_times`` times."""
+
+        def put(_: Attempt) -> None:
             slot_id, _server = self.buckets[bucket]
             params = {
                 "upsertid": self.id,
@@ -162,11 +171,23 @@ class TableUpsertSession(TableSession):
                     data=body,
                     context={"block_id": bucket},
                 )
-                return
             except SlotReassigned as exc:
-                log.info("bucket %d moved to %s", bucket, exc.routed_server)
                 self.update_bucket(bucket, exc.routed_server)
-        raise TunnelError(f"bucket {bucket} keeps moving", **self._context(block_id=bucket))
+                raise
+
+        policy = RetryPolicy.single(
+            "slot moved",
+            lambda exc: isinstance(exc, SlotReassigned),
+            retries=options.throttle_retry_times,
+            backoff=NO_WAIT,
+            log_level=logging.INFO,
+        )
+        try:
+            policy.call(put, what=f"bucket {bucket} of upsert session {self.id}")
+        except SlotReassigned as exc:
+            raise TunnelError(
+                f"bucket {bucket} keeps moving", **self._context(block_id=bucket)
+            ) from exc
 
     def new_record(self, values: list[Any] | None = None) -> Record:
         return Record(schema=self.schema, values=values)
@@ -194,10 +215,11 @@ class TableUpsertSession(TableSession):
         A commit whose answer was lost is retried: the service treats a repeated commit
         of the same session as the same commit, and a session that is gone has committed.
         """
-        start = time.monotonic()
-        delay = 1.0
-        while True:
-            failure: TunnelError | None = None
+        failure: TunnelError | None = None
+
+        def committed() -> bool:
+            nonlocal failure
+            failure = None
             try:
                 self._request(
                     "POST",
@@ -212,23 +234,33 @@ class TableUpsertSession(TableSession):
                 log.warning("commit of upsert session %s: %s; checking its state", self.id, exc)
                 failure = exc
             if async_ or self.status == SessionStatus.Committed:
-                break
+                return True
             if self.status not in (SessionStatus.Normal, SessionStatus.Committing):
                 raise SessionStateError(
                     f"upsert commit failed: session is {self.status.value}", **self._context()
                 )
-            if time.monotonic() - start + delay > self._commit_timeout:
-                state = (
-                    f"unreachable ({type(failure).__name__}: {failure.message}); last seen "
-                    if failure is not None
-                    else ""
-                )
-                raise CommitTimeout(
-                    f"upsert session {state}{self.status.value} after {self._commit_timeout} s",
-                    **self._context(),
-                ) from failure
-            time.sleep(delay)
-            delay = min(8.0, delay * 2)
+            return False
+
+        def timed_out() -> CommitTimeout:
+            state = (
+                f"unreachable ({type(failure).__name__}: {failure.message}); last seen "
+                if failure is not None
+                else ""
+            )
+            err = CommitTimeout(
+                f"upsert session {state}{self.status.value} after {self._commit_timeout} s",
+                **self._context(),
+            )
+            err.__cause__ = failure
+            return err
+
+        poll(
+            committed,
+            backoff=UPSERT_COMMIT_POLL,
+            timeout=self._commit_timeout,
+            timeout_error=timed_out,
+            what=f"commit of upsert session {self.id}",
+        )
 
     def abort(self) -> None:
         """Abort the session: nothing written through it is committed."""
@@ -242,7 +274,12 @@ class _Bucket:
     """One bucket's pending records: an encoder and its body buffer."""
 
     def __init__(self, columns: list[Column], encoding: str):
-        self.encoder = RecordEncoder(columns, encoding=encoding)
+        self.encoder = RecordEncoder(
+            columns,
+            tz=resolve_timezone(),
+            encoding=encoding,
+            string_as_binary=options.string_as_binary,
+        )
         self.buffer = bytearray()
 
     def take(self) -> tuple[int, bytes]:
@@ -340,28 +377,33 @@ class Upsert:
         if not pending:
             return
         self._buffered = sum(len(b.buffer) for b in self._buckets)
-        attempt = 0
-        while pending:
-            errors: dict[int, Exception] = {}
+
+        def send_pending(_: Attempt) -> None:
+            """One round: every pending bucket in parallel; raise the first failure."""
             with ThreadPoolExecutor(min(len(pending), 8)) as pool:
                 futures = {i: pool.submit(self._put, i, *pending[i]) for i in pending}
+            errors = []
             for i, fut in futures.items():
                 exc = fut.exception()
                 if exc is None:
                     self.progress.add(0, len(pending[i][1]))
                     del pending[i]
                 else:
-                    errors[i] = exc
-            if not errors:
-                break
-            attempt += 1
-            first = next(iter(errors.values()))
-            if attempt >= 3 or not isinstance(first, TunnelError):
-                raise first
-            log.warning(
-                "%d buckets failed (%s); reloading and sending them again", len(errors), first
-            )
-            self._session.reload()
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+
+        # A failed bucket is sent again after reloading the routes; one sent is not.
+        RetryPolicy.single(
+            "failure",
+            lambda exc: isinstance(exc, TunnelError),
+            retries=UPSERT_SEND_ATTEMPTS - 1,
+            backoff=NO_WAIT,
+        ).call(
+            send_pending,
+            what=f"buckets of upsert session {self._session.id}",
+            before_retry=self._session.reload,
+        )
 
     def _put(self, bucket: int, count: int, body: bytes) -> None:
         compressor = make_compressor(self._compress_option)

@@ -2,8 +2,9 @@
 
 One :class:`RestClient` per endpoint and entry object holds one pooled
 ``requests.Session``. Every request is signed with the v2 scheme of ``signing`` (plus the
-STS token header when the credentials carry one). Failures are retried with tenacity
-following the service's policy (protocol §8.3):
+STS token header when the credentials carry one). Failures are retried by the client's
+one retry mechanism (``retry.request_policy``, on tenacity), following the service's
+policy (protocol §8.3):
 
 * throttling (HTTP 429, ``FlowExceeded``, ``QPSExceeded``, ``SlotExceeded``): any method,
   waiting at least the ``Retry-After``/``HoldClientMillis`` the service asked for;
@@ -18,41 +19,41 @@ request id and the caller's context (session, table, partition, block, row range
 
 from __future__ import annotations
 
-import logging
 import platform
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import requests
-import tenacity
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
 
 from ... import __version__
 from ..codec import signing
+from ..codec.compression import decompressing_stream
 from ..errors import (
-    InternalServerError,
-    ServerError,
-    Throttled,
     TunnelConnectionError,
     TunnelError,
     TunnelTimeoutError,
     parse_error_response,
 )
 from ..options import options
+from .retry import request_policy
 
-__all__ = ["Credentials", "RestClient", "ResponseStream", "USER_AGENT", "sent_but_unanswered"]
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "Credentials",
+    "RestClient",
+    "ResponseStream",
+    "USER_AGENT",
+    "open_body",
+    "sent_but_unanswered",
+]
 
 USER_AGENT = (
     f"airflow-provider-odps-tunnel/{__version__} Python/{platform.python_version()} "
     f"{platform.system()}"
 )
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_CONNECT_ERRORS = (requests.exceptions.ConnectTimeout,)
 _TRANSFER_ERRORS = (
     requests.exceptions.ConnectionError,
     requests.exceptions.ChunkedEncodingError,
@@ -281,33 +282,22 @@ class RestClient:
             one_shot = data = _OneShotBody(data)
         idempotent = method in _IDEMPOTENT or retry_post
 
-        def should_retry(exc: BaseException) -> bool:
-            if not retry or (one_shot is not None and one_shot.started):
-                return False
-            if isinstance(exc, Throttled):
-                return True
-            if _is_connect_failure(exc):
-                return True
-            if isinstance(exc, InternalServerError | TunnelConnectionError):
-                return idempotent
-            return False
+        def allowed(exc: BaseException) -> bool:
+            return retry and not (one_shot is not None and one_shot.started)
 
-        attempts = _Attempts()
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(should_retry),
-            stop=attempts.stop,
-            wait=attempts.wait,
-            before_sleep=lambda state: log.warning(
-                "%s %s failed (%s); retry %d in %.2f s",
+        return request_policy(idempotent).call(
+            lambda attempt: self._send_once(
                 method,
                 resource,
-                _describe(state.outcome.exception()),
-                state.attempt_number,
-                state.next_action.sleep if state.next_action else 0.0,
+                plist,
+                {**(headers or {}), **attempt.headers},
+                data,
+                stream,
+                context,
             ),
-            reraise=True,
+            what=f"{method} {resource}",
+            allowed=allowed,
         )
-        return retrying(self._send_once, method, resource, plist, headers, data, stream, context)
 
     def _send_once(
         self,
@@ -346,46 +336,9 @@ class RestClient:
         return resp
 
 
-class _Attempts:
-    """Stop and wait policies: separate budgets for throttling and for failures."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.throttles = 0
-
-    def stop(self, state: tenacity.RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Throttled):
-            self.throttles += 1
-            return self.throttles > options.throttle_retry_times
-        self.failures += 1
-        return self.failures > options.retry_times
-
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, Throttled):
-            backoff = _backoff(self.throttles)
-            return max(backoff, exc.retry_after) if exc.retry_after is not None else backoff
-        backoff = _backoff(self.failures)
-        if isinstance(exc, ServerError) and exc.retry_after is not None:
-            return max(backoff, exc.retry_after)
-        return backoff
-
-
-def _backoff(n: int) -> float:
-    return min(options.retry_max_delay, options.retry_delay * (2 ** max(0, n - 1)))
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    """True when the request never reached the server (so it is safe to repeat)."""
-    cause = exc.__cause__
-    if isinstance(cause, _CONNECT_ERRORS):
-        return True
-    if isinstance(cause, requests.exceptions.ConnectionError):
-        inner = cause.args[0] if cause.args else None
-        reason = getattr(inner, "reason", None)
-        return isinstance(reason, NewConnectionError) or isinstance(inner, NewConnectionError)
-    return False
+def open_body(resp: requests.Response) -> BinaryIO:
+    """The decompressed body of a streamed response (its ``Content-Encoding`` undone)."""
+    return decompressing_stream(ResponseStream(resp), resp.headers.get("Content-Encoding"))
 
 
 def sent_but_unanswered(exc: BaseException) -> bool:
@@ -394,9 +347,3 @@ def sent_but_unanswered(exc: BaseException) -> bool:
     return isinstance(exc, TunnelTimeoutError) and isinstance(
         exc.__cause__, requests.exceptions.ReadTimeout
     )
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, TunnelError):
-        return f"{type(exc).__name__}: {exc}"
-    return repr(exc)
