@@ -25,6 +25,7 @@ __all__ = [
     "default_outlets",
     "emit_table_event",
     "report_table_lineage",
+    "report_table_write",
 ]
 
 #: The asset alias that writing operators attach table Assets to at run time.
@@ -78,3 +79,23 @@ def report_table_lineage(hook: Any, qualified_table: str, *, output: bool) -> No
         collector.add_output_asset(context=hook, uri=uri)
     else:
         collector.add_input_asset(context=hook, uri=uri)
+
+
+def report_table_write(
+    context: Any,
+    operator: Any,
+    qualified_table: str,
+    partition: str | None,
+    session_id: str,
+    rows: int,
+) -> None:
+    """Report a finished write of ``operator`` (its hook and outlets): to the hook-lineage
+    collector as an output, and as the table's event with the partition, row count and
+    session id as extra."""
+    report_table_lineage(operator.hook, qualified_table, output=True)
+    emit_table_event(
+        context,
+        operator.outlets,
+        qualified_table,
+        {"partition": partition, "rows": rows, "session_id": session_id},
+    )

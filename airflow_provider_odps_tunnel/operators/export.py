@@ -27,6 +27,7 @@ from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.planning import max_map_length, plan_row_ranges
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
+from airflow_provider_odps_tunnel.operators.table_options import OptionalTableMixin
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
 
 __all__ = ["OdpsPlanExportOperator", "OdpsExportRangeOperator"]
@@ -34,13 +35,14 @@ __all__ = ["OdpsPlanExportOperator", "OdpsExportRangeOperator"]
 _RANGE_KEY = "exported"
 
 
-class OdpsPlanExportOperator(OdpsBaseOperator):
+class OdpsPlanExportOperator(OptionalTableMixin, OdpsBaseOperator):
     """Open a download session on a table, partition or SQL result and plan the files.
 
     Returns the keyword arguments of the range tasks, one dict per file:
     ``{"session", "start", "count", "path"}``, for
     ``OdpsExportRangeOperator.partial(...).expand_kwargs(plan.output)``. A source with no
     rows still gets one (empty) file, so the export always leaves a readable dataset.
+    The table options are described in ``TableOptions`` (``operators.table_options``).
 
     :param table: the table to export (templated); leave empty with ``instance_id``.
     :param partition: the partition to export, e.g. ``"ds=2024-01-01"`` (templated).
@@ -62,8 +64,7 @@ class OdpsPlanExportOperator(OdpsBaseOperator):
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        "table",
-        "partition",
+        *OptionalTableMixin.template_fields,
         "instance_id",
         "destination",
         "destination_conn_id",
@@ -76,8 +77,6 @@ class OdpsPlanExportOperator(OdpsBaseOperator):
         self,
         *,
         destination: str,
-        table: str | None = None,
-        partition: str | None = None,
         instance_id: str | None = None,
         destination_conn_id: str | None = None,
         rows_per_file: int = 1_000_000,
@@ -88,8 +87,6 @@ class OdpsPlanExportOperator(OdpsBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.table = table
-        self.partition = partition
         self.instance_id = instance_id
         self.destination = destination
         self.destination_conn_id = destination_conn_id

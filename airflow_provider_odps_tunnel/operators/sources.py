@@ -18,8 +18,9 @@ called, because a retried task calls it again.
 
 The operators that load data take these as the same keyword arguments, defined once here:
 ``LoadSource`` holds them (their defaults and documentation), ``FileSourceMixin`` and
-``LoadSourceMixin`` give an operator's ``__init__`` the parameters, and the mixins'
-``template_fields`` are the ones every such operator templates.
+``LoadSourceMixin`` (built from it by ``OptionsMixin``, ``operators.base``) give an operator's
+``__init__`` the parameters, and the mixins' ``template_fields`` are the ones every such
+operator templates.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
-from airflow.sdk.bases.operator import BaseOperatorMeta
 from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_odps_tunnel.operators.base import OperatorOptions, OptionsMixin, option
 
 __all__ = [
     "SOURCE_FORMATS",
@@ -342,7 +344,7 @@ def source_pieces_for(
 
 
 @dataclass(frozen=True)
-class LoadSource:
+class LoadSource(OperatorOptions):
     """Where the rows of a load come from and how they are read: the source options of the
     operators that load data, defined once.
 
@@ -369,19 +371,13 @@ class LoadSource:
     :param batch_rows: rows per batch read from files.
     """
 
-    source: str | Sequence[str] | None = None
-    source_conn_id: str | None = None
-    source_format: str | None = None
+    source: str | Sequence[str] | None = option(None, templated=True)
+    source_conn_id: str | None = option(None, templated=True)
+    source_format: str | None = option(None, templated=True)
     source_callable: SourceCallable | None = None
     source_parts: int | None = None
     ignore_extra_columns: bool = False
     batch_rows: int = DEFAULT_BATCH_ROWS
-
-    @classmethod
-    def of(cls, operator: Any) -> LoadSource:
-        """The source options an operator holds (rendered); those it lacks keep their
-        defaults."""
-        return cls(**{f.name: getattr(operator, f.name, f.default) for f in fields(cls)})
 
     @property
     def parts(self) -> int | None:
@@ -430,50 +426,25 @@ class LoadSource:
         return keep_table_columns(batches, schema) if self.ignore_extra_columns else batches
 
 
-class FileSourceMixin:
+class FileSourceMixin(
+    OptionsMixin,
+    options=LoadSource,
+    take=("source", "source_conn_id", "source_format"),
+):
     """Gives an operator the files of its source: ``source``, ``source_conn_id`` and
     ``source_format`` (documented in ``LoadSource``). The operator lists them in its own
     ``template_fields`` as ``*FileSourceMixin.template_fields`` (or ``LoadSourceMixin``'s).
     """
 
-    #: The source options that every operator taking them templates.
-    template_fields: Sequence[str] = ("source", "source_conn_id", "source_format")
 
-    # Not a BaseOperator: decorated as Airflow decorates operators' __init__, so that
-    # default_args, partial() and expand() know these parameters (as ResumableJobMixin does).
-    @BaseOperatorMeta._apply_defaults
-    def __init__(
-        self,
-        *,
-        source: str | list[str] | None = None,
-        source_conn_id: str | None = None,
-        source_format: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.source = source
-        self.source_conn_id = source_conn_id
-        self.source_format = source_format
-
-
-class LoadSourceMixin(FileSourceMixin):
+class LoadSourceMixin(
+    FileSourceMixin,
+    options=LoadSource,
+    take=("source_callable", "source_parts", "batch_rows"),
+):
     """Gives an operator a whole source, files or a callable: the parameters of
     ``FileSourceMixin`` and ``source_callable``, ``source_parts`` and ``batch_rows``
     (documented in ``LoadSource``)."""
-
-    @BaseOperatorMeta._apply_defaults
-    def __init__(
-        self,
-        *,
-        source_callable: SourceCallable | None = None,
-        source_parts: int | None = None,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.source_callable = source_callable
-        self.source_parts = source_parts
-        self.batch_rows = batch_rows
 
 
 def _as_batches(items: Iterable[Any]) -> Iterator[pa.RecordBatch]:

@@ -16,26 +16,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
-from airflow_provider_odps_tunnel.operators.assets import (
-    default_outlets,
-    emit_table_event,
-    report_table_lineage,
-)
+from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
 from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
+from airflow_provider_odps_tunnel.operators.table_options import (
+    StreamSessionMixin,
+    TableMixin,
+    TableOptions,
+)
 
 __all__ = ["OdpsStreamUploadOperator"]
 
 _STATE_KEY = "stream"
 
 
-class OdpsStreamUploadOperator(LoadSourceMixin, OdpsBaseOperator):
+class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, OdpsBaseOperator):
     """Append rows from files or a callable through a stream upload session.
 
     Returns ``{"table", "partition", "session_id", "rows", "pieces"}``. The source options
-    are described in ``LoadSource`` (``operators.sources``).
+    are described in ``LoadSource`` (``operators.sources``), the table options in
+    ``TableOptions`` (``operators.table_options``).
 
     :param table: the table (templated).
     :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
@@ -56,28 +58,14 @@ class OdpsStreamUploadOperator(LoadSourceMixin, OdpsBaseOperator):
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        "table",
-        "partition",
+        *TableMixin.template_fields,
         *LoadSourceMixin.template_fields,
-        "compression",
+        *StreamSessionMixin.template_fields,
     )
 
-    def __init__(
-        self,
-        *,
-        table: str,
-        partition: str | None = None,
-        create_partition: bool = False,
-        compression: str | None = None,
-        progress_interval: float = 10.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, progress_interval: float = 10.0, **kwargs: Any) -> None:
         kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
         super().__init__(**kwargs)
-        self.table = table
-        self.partition = partition
-        self.create_partition = create_partition
-        self.compression = compression
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -85,13 +73,7 @@ class OdpsStreamUploadOperator(LoadSourceMixin, OdpsBaseOperator):
         source = LoadSource.of(self)
         pieces = source.pieces()
         stored = state.get(_STATE_KEY)
-        same_target = isinstance(stored, dict) and (
-            stored.get("table"),
-            stored.get("partition"),
-        ) == (
-            self.hook.qualify(self.table),
-            self.partition or None,
-        )
+        same_target = isinstance(stored, dict) and TableOptions.of(self).matches(self.hook, stored)
         # Appended pieces are in the table whatever became of their session: never resend.
         done: dict[str, int] = dict(stored.get("done") or {}) if same_target else {}
         ref = self._session(stored if same_target else None)
@@ -124,13 +106,7 @@ class OdpsStreamUploadOperator(LoadSourceMixin, OdpsBaseOperator):
             self.log.info("Appended %s: %d rows", piece.describe(), rows)
         progress.finish()
         total = sum(done[p.fingerprint()] for p in pieces)
-        report_table_lineage(self.hook, ref.table, output=True)
-        emit_table_event(
-            context,
-            self.outlets,
-            ref.table,
-            {"partition": ref.partition, "rows": total, "session_id": ref.session_id},
-        )
+        report_table_write(context, self, ref.table, ref.partition, ref.session_id, total)
         return {
             "table": ref.table,
             "partition": ref.partition,

@@ -16,17 +16,19 @@ from typing import Any
 from airflow.sdk import ResumableJobMixin
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
-from airflow_provider_odps_tunnel.operators.assets import (
-    default_outlets,
-    emit_table_event,
-    report_table_lineage,
-)
+from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
 from airflow_provider_odps_tunnel.operators.planning import DEFAULT_BLOCK_BYTES, BlockPlan
 from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
+from airflow_provider_odps_tunnel.operators.table_options import (
+    TableMixin,
+    TableOptions,
+    UploadSessionMixin,
+)
 from airflow_provider_odps_tunnel.operators.upload_steps import (
     commit_planned_upload,
+    open_upload,
     plan_source_blocks,
     write_planned_blocks,
 )
@@ -36,11 +38,14 @@ __all__ = ["ObjectStorageToOdpsOperator"]
 _RESULT_KEY = "result"
 
 
-class ObjectStorageToOdpsOperator(ResumableJobMixin, LoadSourceMixin, OdpsBaseOperator):
+class ObjectStorageToOdpsOperator(
+    ResumableJobMixin, LoadSourceMixin, TableMixin, UploadSessionMixin, OdpsBaseOperator
+):
     """Load files from object storage (or a callable's data) into a table in one task.
 
     Returns ``{"table", "partition", "session_id", "blocks", "rows"}``. The source options
-    are described in ``LoadSource`` (``operators.sources``).
+    are described in ``LoadSource`` (``operators.sources``), the table options in
+    ``TableOptions`` (``operators.table_options``).
 
     :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
         (templated).
@@ -70,22 +75,14 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, LoadSourceMixin, OdpsBaseOp
     external_id_key = "upload_session"
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        "table",
-        "partition",
+        *TableMixin.template_fields,
         *LoadSourceMixin.template_fields,
-        "compression",
-        "tags",
+        *UploadSessionMixin.template_fields,
     )
 
     def __init__(
         self,
         *,
-        table: str,
-        partition: str | None = None,
-        overwrite: bool = False,
-        create_partition: bool = False,
-        compression: str | None = None,
-        tags: str | list[str] | None = None,
         block_size: int = DEFAULT_BLOCK_BYTES,
         threads: int = 4,
         ignore_extra_columns: bool = False,
@@ -95,12 +92,6 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, LoadSourceMixin, OdpsBaseOp
     ) -> None:
         kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
         super().__init__(**kwargs)
-        self.table = table
-        self.partition = partition
-        self.overwrite = overwrite
-        self.create_partition = create_partition
-        self.compression = compression
-        self.tags = tags
         self.block_size = block_size
         self.threads = threads
         self.ignore_extra_columns = ignore_extra_columns
@@ -109,40 +100,24 @@ class ObjectStorageToOdpsOperator(ResumableJobMixin, LoadSourceMixin, OdpsBaseOp
 
     def execute(self, context: Any) -> dict[str, Any]:
         result = self.execute_resumable(context)
-        report_table_lineage(self.hook, result["table"], output=True)
-        emit_table_event(
+        report_table_write(
             context,
-            self.outlets,
+            self,
             result["table"],
-            {
-                "partition": result["partition"],
-                "rows": result["rows"],
-                "session_id": result["session_id"],
-            },
+            result["partition"],
+            result["session_id"],
+            result["rows"],
         )
         return result
 
     # -- ResumableJobMixin: the upload session is the job ------------------------------------
 
     def submit_job(self, context: Any) -> dict[str, Any]:
-        ref, _ = self.hook.create_upload_session(
-            self.table,
-            self.partition,
-            overwrite=self.overwrite,
-            create_partition=self.create_partition,
-            compression=self.compression,
-            tags=self.tags,
-        )
-        return ref.to_dict()
+        return open_upload(self.hook, TableOptions.of(self)).to_dict()
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
         ref = SessionRef.of(external_id)
-        if (ref.table, ref.partition, ref.overwrite, ref.compression) != (
-            self.hook.qualify(self.table),
-            self.partition or None,
-            self.overwrite,
-            self.compression,
-        ):
+        if not TableOptions.of(self).matches(self.hook, ref, upload=True):
             return "other_target"
         return self.hook.session_status(ref)
 

@@ -27,11 +27,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
-from airflow_provider_odps_tunnel.operators.assets import (
-    default_outlets,
-    emit_table_event,
-    report_table_lineage,
-)
+from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.planning import (
@@ -45,6 +41,11 @@ from airflow_provider_odps_tunnel.operators.sources import (
     FileSourceMixin,
     LoadSource,
     SourceCallable,
+)
+from airflow_provider_odps_tunnel.operators.table_options import (
+    TableMixin,
+    TableOptions,
+    UploadSessionMixin,
 )
 from airflow_provider_odps_tunnel.operators.upload_steps import (
     commit_planned_upload,
@@ -61,12 +62,13 @@ __all__ = [
 ]
 
 
-class OdpsCreateUploadSessionOperator(OdpsBaseOperator):
+class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOperator):
     """Open a block upload session and return its reference (a dict) for the next tasks.
 
     A retry of this task reattaches to the session its earlier try opened (remembered in
     the task state store) as long as the service still reports it ``normal``; otherwise,
-    or if the target changed, it opens a new session.
+    or if the target changed, it opens a new session. The table options are described in
+    ``TableOptions`` (``operators.table_options``).
 
     :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
         (templated).
@@ -83,42 +85,13 @@ class OdpsCreateUploadSessionOperator(OdpsBaseOperator):
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        "table",
-        "partition",
-        "compression",
-        "tags",
+        *TableMixin.template_fields,
+        *UploadSessionMixin.template_fields,
     )
-
-    def __init__(
-        self,
-        *,
-        table: str,
-        partition: str | None = None,
-        overwrite: bool = False,
-        create_partition: bool = False,
-        compression: str | None = None,
-        tags: str | list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.table = table
-        self.partition = partition
-        self.overwrite = overwrite
-        self.create_partition = create_partition
-        self.compression = compression
-        self.tags = tags
 
     def execute(self, context: Any) -> dict[str, Any]:
         ref = open_or_reattach_upload(
-            self.hook,
-            TaskState.of(context),
-            self.log,
-            table=self.table,
-            partition=self.partition,
-            overwrite=self.overwrite,
-            create_partition=self.create_partition,
-            compression=self.compression,
-            tags=self.tags,
+            self.hook, TaskState.of(context), self.log, TableOptions.of(self)
         )
         return ref.to_dict()
 
@@ -320,13 +293,7 @@ class OdpsCommitUploadOperator(OdpsBaseOperator):
             "rows": rows,
             "committed": committed,
         }
-        report_table_lineage(self.hook, ref.table, output=True)
-        emit_table_event(
-            context,
-            self.outlets,
-            ref.table,
-            {"partition": ref.partition, "rows": rows, "session_id": ref.session_id},
-        )
+        report_table_write(context, self, ref.table, ref.partition, ref.session_id, rows)
         self.log.info(
             "Upload to %s committed: %d rows in %d blocks", ref.target, rows, len(planned)
         )

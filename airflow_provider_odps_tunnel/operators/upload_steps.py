@@ -27,10 +27,12 @@ from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
 from airflow_provider_odps_tunnel.operators.planning import BlockPlan, plan_blocks
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
 from airflow_provider_odps_tunnel.operators.sources import LoadSource
+from airflow_provider_odps_tunnel.operators.table_options import TableOptions
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
 
 __all__ = [
     "SESSION_KEY",
+    "open_upload",
     "open_or_reattach_upload",
     "write_planned_blocks",
     "commit_planned_upload",
@@ -41,27 +43,25 @@ __all__ = [
 SESSION_KEY = "upload_session"
 
 
+def open_upload(hook: OdpsTunnelHook, target: TableOptions) -> SessionRef:
+    """Open a block upload session on ``target``'s table as its options say."""
+    ref, _ = hook.create_upload_session(
+        target.table,
+        target.partition,
+        overwrite=target.overwrite,
+        create_partition=target.create_partition,
+        compression=target.compression,
+        tags=target.tags,
+    )
+    return ref
+
+
 def open_or_reattach_upload(
-    hook: OdpsTunnelHook,
-    state: TaskState,
-    log: Any,
-    *,
-    table: str,
-    partition: str | None,
-    overwrite: bool,
-    create_partition: bool,
-    compression: str | None,
-    tags: str | list[str] | None,
+    hook: OdpsTunnelHook, state: TaskState, log: Any, target: TableOptions
 ) -> SessionRef:
     """The upload session of this task: the remembered one if still open, else a new one."""
-    wanted = {
-        "table": hook.qualify(table),
-        "partition": partition or None,
-        "overwrite": overwrite,
-        "compression": compression,
-    }
     stored = state.get(SESSION_KEY)
-    if isinstance(stored, dict) and all(stored.get(k) == v for k, v in wanted.items()):
+    if isinstance(stored, dict) and target.matches(hook, stored, upload=True):
         ref = SessionRef.of(stored)
         status = hook.session_status(ref)
         if status == "normal":
@@ -70,14 +70,7 @@ def open_or_reattach_upload(
         log.info(
             "Upload session %s of an earlier try is %s; opening a new one", ref.session_id, status
         )
-    ref, _ = hook.create_upload_session(
-        table,
-        partition,
-        overwrite=overwrite,
-        create_partition=create_partition,
-        compression=compression,
-        tags=tags,
-    )
+    ref = open_upload(hook, target)
     state.set(SESSION_KEY, ref.to_dict())
     return ref
 

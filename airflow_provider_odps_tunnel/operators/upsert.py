@@ -17,15 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
-from airflow_provider_odps_tunnel.operators.assets import (
-    default_outlets,
-    emit_table_event,
-    report_table_lineage,
-)
+from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
 from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin, SourcePiece
+from airflow_provider_odps_tunnel.operators.table_options import (
+    TableMixin,
+    TableOptions,
+    UpsertSessionMixin,
+)
 
 __all__ = ["OdpsUpsertOperator"]
 
@@ -37,11 +38,12 @@ def _fingerprint(pieces: Sequence[SourcePiece]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class OdpsUpsertOperator(LoadSourceMixin, OdpsBaseOperator):
+class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBaseOperator):
     """Upsert (and optionally delete) rows of a primary-key table from files or a callable.
 
     Returns ``{"table", "partition", "session_id", "upserted", "deleted"}``. The source
-    options are described in ``LoadSource`` (``operators.sources``).
+    options are described in ``LoadSource`` (``operators.sources``), the table options in
+    ``TableOptions`` (``operators.table_options``).
 
     :param table: the primary-key (transactional) table (templated).
     :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
@@ -66,34 +68,27 @@ class OdpsUpsertOperator(LoadSourceMixin, OdpsBaseOperator):
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        "table",
-        "partition",
+        *TableMixin.template_fields,
         *LoadSourceMixin.template_fields,
-        "compression",
+        *UpsertSessionMixin.template_fields,
     )
 
     def __init__(
         self,
         *,
-        table: str,
-        partition: str | None = None,
         delete_column: str | None = None,
         commit_timeout: float = 120,
         slot_num: int = 1,
         lifecycle: int | None = None,
-        compression: str | None = None,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
         super().__init__(**kwargs)
-        self.table = table
-        self.partition = partition
         self.delete_column = delete_column
         self.commit_timeout = commit_timeout
         self.slot_num = slot_num
         self.lifecycle = lifecycle
-        self.compression = compression
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -129,10 +124,7 @@ class OdpsUpsertOperator(LoadSourceMixin, OdpsBaseOperator):
         stored = state.get(_STATE_KEY)
         if isinstance(stored, dict) and stored.get("fingerprint") == fingerprint:
             ref = SessionRef.of(stored["session"])
-            if (ref.table, ref.partition) == (
-                self.hook.qualify(self.table),
-                self.partition or None,
-            ):
+            if TableOptions.of(self).matches(self.hook, ref):
                 status = self.hook.session_status(ref)
                 if status in ("normal", "committing"):
                     self.log.info("Reattaching to upsert session %s (%s)", ref.session_id, status)
@@ -213,15 +205,6 @@ class OdpsUpsertOperator(LoadSourceMixin, OdpsBaseOperator):
             "upserted": record["upserted"],
             "deleted": record["deleted"],
         }
-        report_table_lineage(self.hook, ref.table, output=True)
-        emit_table_event(
-            context,
-            self.outlets,
-            ref.table,
-            {
-                "partition": ref.partition,
-                "rows": record["upserted"] + record["deleted"],
-                "session_id": ref.session_id,
-            },
-        )
+        rows = record["upserted"] + record["deleted"]
+        report_table_write(context, self, ref.table, ref.partition, ref.session_id, rows)
         return result
