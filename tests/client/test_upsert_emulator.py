@@ -26,6 +26,8 @@ from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 from airflow_provider_odps_tunnel.tunnel.options import options
 from airflow_provider_odps_tunnel.tunnel.transport import retry
 
+from .conftest import VirtualClock
+
 COLUMNS = "k bigint, name string, v double"
 N_KEYS = 40
 # Records the writes of write_rows() send: 40 upserts, 20 replacements, 8 deletes.
@@ -227,20 +229,15 @@ def slow_emulator(tmp_path_factory) -> Iterator[Emulator]:
         yield emu
 
 
-class VirtualTime:
+class VirtualTime(VirtualClock):
     """The client's clock (``retry.clock``): sleeping advances it and the emulator's clock."""
 
     def __init__(self, emu: Emulator):
+        super().__init__()
         self.emu = emu
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+        super().sleep(seconds)
         self.emu.clock.advance(seconds)
 
 

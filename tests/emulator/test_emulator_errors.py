@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from emulator_helpers import signed
 from odps import ODPS, errors
 from odps.tunnel import TableTunnel
+from signed_requests import signed
 
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows

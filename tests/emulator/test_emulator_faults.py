@@ -43,7 +43,7 @@ def test_server_error_on_read_is_retried(tunnel, emulator_table, faults):
 
 
 def test_throttle_answers_429_with_retry_after(tunnel, emulator_table, faults, emulator):
-    from emulator_helpers import signed
+    from signed_requests import signed
 
     table = _table_with_rows(tunnel, emulator_table, 5)
     faults.add(session_kind="download", kind="throttle", seconds=0)
@@ -194,7 +194,7 @@ def test_corrupted_upload_body_is_refused(tunnel, emulator_table, faults, emulat
 
 
 def test_nth_occurrence_per_session(tunnel, emulator_table, faults, emulator):
-    from emulator_helpers import signed
+    from signed_requests import signed
 
     table = _table_with_rows(tunnel, emulator_table, 3)
     path = f"/projects/{emulator.project}/tables/{table}"

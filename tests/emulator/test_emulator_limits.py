@@ -88,7 +88,7 @@ def test_upsert_lifecycle_and_clock_admin_endpoint(make_emulator):
 
 
 def test_session_and_commit_rate_limits_answer_429(make_emulator):
-    from emulator_helpers import signed
+    from signed_requests import signed
 
     emu, odps, tunnel = make_emulator(session_rate_limit="2/60", commit_rate_limit="1/60")
     odps.execute_sql("CREATE TABLE r (a BIGINT)")

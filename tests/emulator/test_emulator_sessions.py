@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from emulator_helpers import signed
+from signed_requests import signed
 
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column

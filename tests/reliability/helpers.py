@@ -1,4 +1,4 @@
-"""Raw signed requests to the emulator's tunnel endpoint (as tests/emulator/emulator_helpers.py)."""
+"""Helpers of the reliability tests: signed raw requests, fuzz settings and reports, fingerprints."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import email.utils
 import hashlib
 import time
 from collections import Counter
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote
 
 import pytest
 import requests
@@ -16,38 +16,6 @@ from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, can
 from .conftest import show
 
 TIMEOUT = 10
-
-
-def signed(
-    emulator,
-    method: str,
-    path: str,
-    params: dict[str, str] | None = None,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    date: float | None = None,
-    secret: str | None = None,
-    sign_params: dict[str, str] | None = None,
-    sign_headers: dict[str, str] | None = None,
-) -> requests.Response:
-    """A signed request; ``sign_params`` (default ``params``) are what the signature covers,
-    and ``sign_headers`` replace headers of the same name in it (a header changed after
-    signing)."""
-    params = params or {}
-    headers = {"x-odps-tunnel-version": "6", **(headers or {})}
-    headers["Date"] = email.utils.formatdate(date or time.time(), usegmt=True)
-    canonical = canonical_string(
-        method,
-        path,
-        params if sign_params is None else sign_params,
-        {**headers, **(sign_headers or {})},
-    )
-    headers["Authorization"] = authorization(
-        emulator.access_id, secret or emulator.secret_access_key, canonical
-    )
-    query = urlencode(params)
-    url = f"{emulator.tunnel_endpoint}{path}" + (f"?{query}" if query else "")
-    return requests.request(method, url, data=body, headers=headers, timeout=TIMEOUT)
 
 
 def signed_service(

@@ -8,6 +8,7 @@ import hashlib
 import time
 
 import requests
+from signed_requests import signed
 
 from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
@@ -15,7 +16,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.signing import authorization, can
 from airflow_provider_odps_tunnel.tunnel.sql import build_sql_job
 
 from .conftest import table_fingerprint
-from .helpers import TIMEOUT, assert_odps_error, signed, signed_service
+from .helpers import TIMEOUT, assert_odps_error, signed_service
 
 
 def _table(emulator, emulator_table, tunnel):

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from signed_requests import signed
 
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
     ArrowFrameEncoder,
@@ -27,7 +28,6 @@ from .helpers import (
     fuzz_report,
     fuzz_settings,
     mutations,
-    signed,
 )
 
 MODULE = "hostile input"

@@ -18,6 +18,7 @@ import threading
 
 import pytest
 import requests
+from signed_requests import signed
 
 from airflow_provider_odps_tunnel.emulator import Emulator
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel, errors
@@ -25,7 +26,6 @@ from airflow_provider_odps_tunnel.tunnel.codec.record_codec import encode_rows
 from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
 from .conftest import fingerprint, show, table_fingerprint
-from .helpers import signed
 from .load_scenario import (
     Commit,
     LoadState,
