@@ -179,3 +179,55 @@ def test_codecs_take_settings_as_arguments_not_from_options(monkeypatch, encoder
     # explicit arguments
     assert list(decoder(columns, io.BytesIO(bytes(body)), string_as_binary=True)) == [[b"x"]]
     assert list(decoder(columns, io.BytesIO(records), require_footer=False)) == [["x"]]
+
+
+def import_cycles(package: str) -> list[list[str]]:
+    """The strongly connected groups of more than one module in ``package``'s import graph
+    (imports in functions and under TYPE_CHECKING included, as import-linter sees them)."""
+    import grimp
+
+    graph = grimp.build_graph(package, cache_dir=None)
+    edges = {
+        m: set(graph.find_modules_directly_imported_by(m)) & graph.modules for m in graph.modules
+    }
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in edges[module]:
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            group = stack[stack.index(module) :]
+            del stack[stack.index(module) :]
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles():
+    """No two modules of ours import each other, directly or around a loop (the layers
+    contracts order the layers; this also covers modules within one layer)."""
+    assert import_cycles("airflow_provider_odps_tunnel") == []
+
+
+def test_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
+    package = tmp_path / "loopy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from loopy import b\n")
+    (package / "b.py").write_text("def f():\n    from loopy import c\n")
+    (package / "c.py").write_text("import loopy.a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_cycles("loopy") == [["loopy.a", "loopy.b", "loopy.c"]]
