@@ -6,6 +6,7 @@ The session itself is :class:`~.sessions.instance_download.InstanceDownloadSessi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .base import BaseTunnel
@@ -13,6 +14,8 @@ from .codec.compression import CompressOption, build_compress_option
 from .sessions.instance_download import InstanceDownloadSession
 
 __all__ = ["InstanceTunnel", "InstanceDownloadSession"]
+
+log = logging.getLogger(__name__)
 
 
 class InstanceTunnel(BaseTunnel):
@@ -34,13 +37,22 @@ class InstanceTunnel(BaseTunnel):
         sessional: bool = False,
         session_task_name: str = "",
         session_subquery_id: int = -1,
+        **kw: Any,
     ) -> InstanceDownloadSession:
         """A download session of ``instance`` (an id or an object with ``id``).
 
         Takes pyodps's arguments; ``limit_enabled`` is the older name of ``limit``.
         pyodps's session instance tunnels (``sessional=True`` with ``session_task_name``
-        and ``session_subquery_id``) are not supported.
+        and ``session_subquery_id``) are not supported. Other keywords are ignored with
+        a warning: pyodps ignores them here (its ``Instance.open_reader`` passes on
+        keywords of its own), so code written for it keeps working.
         """
+        if kw:
+            log.warning(
+                "create_download_session of instance %s ignores the keyword arguments %s",
+                getattr(instance, "id", instance),
+                ", ".join(sorted(kw)),
+            )
         if sessional:
             raise NotImplementedError(
                 "session instance tunnels (sessional=True) are not supported"

@@ -13,11 +13,10 @@ twice); throttling and connection failures before sending are, by the rest layer
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -254,11 +253,10 @@ class Instance:
 
         ``limit=True`` asks for the service's limited result (at most 10,000 rows);
         ``endpoint`` and ``quota_name`` choose the tunnel endpoint and quota. Other
-        keywords are those of :meth:`InstanceTunnel.create_download_session`
+        keywords go to :meth:`InstanceTunnel.create_download_session`
         (``compress_option``, ``compress_algo``, ``timeout``, ``tags``, ``limit_enabled``,
-        ...); any other raises ``TypeError``.
+        ...), which ignores unknown ones with a warning, as pyodps ignores them.
         """
-        _check_keywords("open_download_session", kw, _SESSION_KEYWORDS)
         tunnel = InstanceTunnel(
             self._odps, project=self.project, endpoint=endpoint, quota_name=quota_name
         )
@@ -289,10 +287,8 @@ class Instance:
         only read through the instance tunnel); ``reopen`` is accepted, since every call
         opens a new session; ``buffered`` and ``on_exception`` go to the reader, other
         keywords to :meth:`open_download_session` (``download_id``, ``endpoint``,
-        ``quota_name``, ``limit_enabled``, ``timeout``, ``tags``, ``compress_*``); any
-        other raises ``TypeError``.
+        ``quota_name``, ``limit_enabled``, ``timeout``, ``tags``, ``compress_*``).
         """
-        _check_keywords("open_reader", kw, _READER_KEYWORDS)
         if tunnel is False or use_tunnel is False:
             raise NotImplementedError(
                 "Instance.open_reader reads the result only through the instance tunnel "
@@ -316,24 +312,6 @@ class Instance:
             )
         reader.session = session
         return reader
-
-
-# Keywords open_download_session passes on to InstanceTunnel.create_download_session, and
-# those open_reader passes on to open_download_session.
-_SESSION_KEYWORDS = frozenset(inspect.signature(InstanceTunnel.create_download_session).parameters)
-_SESSION_KEYWORDS -= {"self", "instance", "download_id", "limit"}
-_READER_KEYWORDS = _SESSION_KEYWORDS | {"download_id", "endpoint", "quota_name"}
-
-
-def _check_keywords(method: str, given: Mapping[str, Any], accepted: Set[str]) -> None:
-    """Raise ``TypeError`` naming ``method`` and the keywords of ``given`` it does not take
-    (as Python does for a function without ``**kw``)."""
-    unknown = [name for name in given if name not in accepted]
-    if len(unknown) == 1:
-        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
-    if unknown:
-        names = ", ".join(repr(name) for name in unknown)
-        raise TypeError(f"{method}() got unexpected keyword arguments {names}")
 
 
 def run_sql(odps: Connection, sql: str, hints: Mapping[str, Any] | None = None) -> Instance:

@@ -271,7 +271,10 @@ class TableTunnel(BaseTunnel):
                 raise _BrokenPreview(attempt.number, exc) from exc
 
         policy = RetryPolicy.single(
-            "broken body", lambda exc: isinstance(exc, _BrokenPreview), backoff=NO_WAIT
+            "broken body",
+            lambda exc: isinstance(exc, _BrokenPreview),
+            backoff=NO_WAIT,
+            retry_after=False,
         )
         try:
             return policy.call(fetch, what=f"preview of {ref}")

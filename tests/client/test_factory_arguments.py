@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from odps.tunnel import volumetunnel as py_volumetunnel
 
 from airflow_provider_odps_tunnel.tunnel import (
     ODPS,
+    InstanceDownloadSession,
     InstanceTunnel,
     TableSchema,
     TableTunnel,
@@ -38,7 +40,9 @@ def entry() -> ODPS:
     return ODPS("AK", "SK", "proj", tunnel_endpoint=NOWHERE)
 
 
-# Every factory, as (a maker of the bound method, its positional arguments).
+# Every factory that refuses unknown keywords, as pyodps's own signatures do, as (a maker
+# of the bound method, its positional arguments). The instance tunnel is not one: pyodps
+# passes its **kw on and ignores what it does not read (tests below).
 FACTORIES = {
     "TableTunnel.create_download_session": (
         lambda: TableTunnel(entry()).create_download_session,
@@ -57,10 +61,6 @@ FACTORIES = {
         ("t",),
     ),
     "TableTunnel.open_preview_reader": (lambda: TableTunnel(entry()).open_preview_reader, ("t",)),
-    "InstanceTunnel.create_download_session": (
-        lambda: InstanceTunnel(entry()).create_download_session,
-        ("inst1",),
-    ),
     "VolumeTunnel.create_download_session": (
         lambda: VolumeTunnel(entry()).create_download_session,
         ("vol", "p=1", "f.txt"),
@@ -71,11 +71,6 @@ FACTORIES = {
     ),
     "VolumeFSTunnel.open_reader": (lambda: VolumeFSTunnel(entry()).open_reader, ("vol", "a/b")),
     "VolumeFSTunnel.open_writer": (lambda: VolumeFSTunnel(entry()).open_writer, ("vol", "a/b")),
-    "Instance.open_reader": (lambda: Instance(entry(), "inst1").open_reader, ()),
-    "Instance.open_download_session": (
-        lambda: Instance(entry(), "inst1").open_download_session,
-        (),
-    ),
 }
 
 
@@ -191,11 +186,35 @@ def test_instance_open_reader_takes_pyodps_keywords(name, monkeypatch):
         Instance(entry(), "inst1").open_reader(**{name: PYODPS_OPEN_READER_KEYWORDS[name]})
 
 
-def test_several_unknown_keywords_are_all_named():
-    with pytest.raises(
-        TypeError, match=r"open_reader\(\) got unexpected keyword arguments 'a', 'b'"
-    ):
-        Instance(entry(), "inst1").open_reader(a=1, b=2)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda odps, kw: InstanceTunnel(odps).create_download_session("inst1", **kw),
+        lambda odps, kw: Instance(odps, "inst1").open_download_session(**kw),
+        lambda odps, kw: Instance(odps, "inst1").open_reader(**kw),
+    ],
+    ids=["InstanceTunnel.create_download_session", "open_download_session", "open_reader"],
+)
+def test_instance_downloads_ignore_unknown_keywords_with_a_warning(call, caplog):
+    """pyodps's instance tunnel passes its **kw on and ignores what it does not read, so
+    code written for it must keep working: the names are logged, the session created."""
+    with FakeServer() as srv:
+        srv.answers += [Answer(200, download_json())]
+        with caplog.at_level(logging.WARNING):
+            call(served(srv), {"partiton_spec": "ds=1", "use_cache": True})
+    assert len(srv.seen) == 1
+    assert "ignores the keyword arguments partiton_spec, use_cache" in caplog.text
+
+
+def served(srv: FakeServer) -> ODPS:
+    return ODPS("AK", "SK", "proj", tunnel_endpoint=srv.endpoint)
+
+
+def test_an_instance_session_takes_limit_enabled_too():
+    with FakeServer() as srv:
+        srv.answers += [Answer(200, download_json())]
+        InstanceDownloadSession(served(srv).tunnel_client(), "inst1", limit_enabled=True)
+    assert "instance_tunnel_limit_enabled" in srv.seen[0].query
 
 
 SCHEMA = TableSchema.from_lists(["k", "v"], ["bigint", "string"])

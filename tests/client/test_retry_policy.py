@@ -92,6 +92,17 @@ def test_retry_after_is_a_lower_bound(virtual_clock):
     assert virtual_clock.sleeps == [5.0, 2.0]
 
 
+def test_re_sends_made_at_once_ignore_retry_after(virtual_clock):
+    """Block re-sends, upsert slot moves and preview re-requests retry at once, as they
+    did before the retry module: a Retry-After on the failure does not make them wait."""
+    policy = RetryPolicy.single(
+        "resend", lambda e: True, retries=2, backoff=retry.NO_WAIT, retry_after=False
+    )
+    action = Flaky(server_error(retry_after=30.0), throttled(retry_after=30.0))
+    assert policy.call(action, what="x") == "ok"
+    assert action.attempts == [1, 2, 3] and virtual_clock.sleeps == []
+
+
 def test_a_deadline_stops_retries_whose_wait_would_cross_it(virtual_clock):
     policy = RetryPolicy(
         (RetryRule("throttled", lambda e: True, None, Backoff(1.0, 2.0, 64.0)),), deadline=10.0

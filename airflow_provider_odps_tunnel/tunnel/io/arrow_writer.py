@@ -177,7 +177,7 @@ class BufferedArrowWriter(_ArrowWriterBase):
         self._callback = request_callback
         self.buffer_size = buffer_size or options.block_buffer_size
         # Where the block being filled is cut: the buffer size, or less when the writer
-        # shares its memory with others (see upload_session.WriterMemory).
+        # shares its memory with others (see sessions/upload.py, WriterMemory).
         self.block_limit = self.buffer_size
         self._block_id = block_id
         self._block_id_gen = block_id_gen

@@ -254,7 +254,7 @@ class BufferedRecordWriter(_RowSink):
         self._compress_option = compress_option
         self._buffer_size = buffer_size or options.block_buffer_size
         # Where the block being filled is cut: the buffer size, or less when the writer
-        # shares its memory with others (see upload_session.WriterMemory).
+        # shares its memory with others (see sessions/upload.py, WriterMemory).
         self.block_limit = self._buffer_size
         self._block_id_gen = block_id_gen
         self._block_id = self._check_block_id(block_id or 0)

@@ -29,8 +29,9 @@ class InstanceDownloadSession(DownloadSessionBase):
     """A download session of an instance's result (create with
     :meth:`InstanceTunnel.create_download_session`); ``id`` reattaches to it.
 
-    ``limit`` asks for the service's limited result (at most 10,000 rows). ``timeout`` is
-    accepted for compatibility (the client's read timeout applies).
+    ``limit`` (or its older name ``limit_enabled``) asks for the service's limited result
+    (at most 10,000 rows). ``timeout`` is accepted for compatibility (the client's read
+    timeout applies).
     """
 
     _kind = "instance download"
@@ -47,9 +48,11 @@ class InstanceDownloadSession(DownloadSessionBase):
         quota_name: str | None = None,
         timeout: float | None = None,
         tags: str | list[str] | None = None,
+        *,
+        limit_enabled: bool | None = None,
     ):
         self.instance_id = instance if isinstance(instance, str) else instance.id
-        self._limit_enabled = bool(limit)
+        self._limit_enabled = bool(limit if limit is not None else limit_enabled)
         super().__init__(
             client,
             TableRef(client.project, self.instance_id),

@@ -303,7 +303,7 @@ class TableUploadSession(TableSession):
             return resp.headers.get("odps-tunnel-metrics")
 
         policy = RetryPolicy.single(
-            "resend", lambda exc: isinstance(exc, Exception), backoff=NO_WAIT
+            "resend", lambda exc: isinstance(exc, Exception), backoff=NO_WAIT, retry_after=False
         )
         return policy.call(
             put,

@@ -180,6 +180,7 @@ class TableUpsertSession(TableSession):
             lambda exc: isinstance(exc, SlotReassigned),
             retries=options.throttle_retry_times,
             backoff=NO_WAIT,
+            retry_after=False,
             log_level=logging.INFO,
         )
         try:
@@ -399,6 +400,7 @@ class Upsert:
             lambda exc: isinstance(exc, TunnelError),
             retries=UPSERT_SEND_ATTEMPTS - 1,
             backoff=NO_WAIT,
+            retry_after=False,
         ).call(
             send_pending,
             what=f"buckets of upsert session {self._session.id}",

@@ -155,10 +155,12 @@ class RetryPolicy:
         *,
         retries: int | None = None,
         backoff: Backoff | None = None,
+        retry_after: bool = True,
         log_level: int = logging.WARNING,
     ) -> RetryPolicy:
         """A policy of one rule: ``retries`` defaults to ``options.retry_times`` and the
-        waits to :meth:`Backoff.from_options`."""
+        waits to :meth:`Backoff.from_options`; ``retry_after=False`` ignores the service's
+        ``Retry-After`` (for re-sends made at once, with :data:`NO_WAIT`)."""
         return cls(
             (
                 RetryRule(
@@ -166,6 +168,7 @@ class RetryPolicy:
                     when,
                     options.retry_times if retries is None else retries,
                     backoff or Backoff.from_options(),
+                    retry_after=retry_after,
                     log_level=log_level,
                 ),
             )
