@@ -107,7 +107,8 @@ class Call:
         return SessionParams(
             partition=spec,
             create_partition=create,
-            overwrite=self.flag("overwrite"),
+            # Destructive, so only the spelling pyodps and the protocol use (§3.2).
+            overwrite=self.params.get("overwrite", "").strip().lower() == "true",
             quota=self.params.get("quotaName", ""),
             tags=tuple(t.strip() for t in tags if t.strip()),
         )

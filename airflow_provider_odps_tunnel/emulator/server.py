@@ -443,6 +443,8 @@ class Emulator:
         while not started.wait(_POLL):
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self._stop.set()
+                if isinstance(self._thread_error, Exception):
+                    raise self._thread_error  # e.g. EmulatorError for a damaged data dir
                 raise RuntimeError("the emulator did not start") from self._thread_error
 
     def _start_process(self) -> None:

@@ -146,3 +146,12 @@ def _commit_quietly(session) -> None:
 
 def _json(path):
     return json.loads(path.read_text())
+
+
+def test_a_data_dir_that_cannot_be_used_fails_start_with_its_own_error(tmp_path):
+    """The in-process emulator loads its data directory in the serving thread; a failure
+    there reaches ``start()`` as itself, not as a bare "did not start"."""
+    not_a_dir = tmp_path / "afile"
+    not_a_dir.write_text("not a directory")
+    with pytest.raises(FileExistsError):
+        Emulator(not_a_dir).start()
