@@ -27,7 +27,7 @@ from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.planning import max_map_length, plan_row_ranges
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
-from airflow_provider_odps_tunnel.operators.table_options import OptionalTableMixin
+from airflow_provider_odps_tunnel.operators.table_options import TableMixin
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
 
 __all__ = ["OdpsPlanExportOperator", "OdpsExportRangeOperator"]
@@ -35,7 +35,7 @@ __all__ = ["OdpsPlanExportOperator", "OdpsExportRangeOperator"]
 _RANGE_KEY = "exported"
 
 
-class OdpsPlanExportOperator(OptionalTableMixin, OdpsBaseOperator):
+class OdpsPlanExportOperator(TableMixin, OdpsBaseOperator):
     """Open a download session on a table, partition or SQL result and plan the files.
 
     Returns the keyword arguments of the range tasks, one dict per file:
@@ -64,7 +64,7 @@ class OdpsPlanExportOperator(OptionalTableMixin, OdpsBaseOperator):
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        *OptionalTableMixin.template_fields,
+        *TableMixin.templated_options,
         "instance_id",
         "destination",
         "destination_conn_id",
@@ -77,6 +77,8 @@ class OdpsPlanExportOperator(OptionalTableMixin, OdpsBaseOperator):
         self,
         *,
         destination: str,
+        table: str | None = None,
+        partition: str | None = None,
         instance_id: str | None = None,
         destination_conn_id: str | None = None,
         rows_per_file: int = 1_000_000,
@@ -86,7 +88,7 @@ class OdpsPlanExportOperator(OptionalTableMixin, OdpsBaseOperator):
         compression: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(table=table, partition=partition, **kwargs)
         self.instance_id = instance_id
         self.destination = destination
         self.destination_conn_id = destination_conn_id

@@ -17,10 +17,9 @@ over ``0 .. parts-1``. It must yield the same rows for the same part every time 
 called, because a retried task calls it again.
 
 The operators that load data take these as the same keyword arguments, defined once here:
-``LoadSource`` holds them (their defaults and documentation), ``FileSourceMixin`` and
-``LoadSourceMixin`` (built from it by ``OptionsMixin``, ``operators.base``) give an operator's
-``__init__`` the parameters, and the mixins' ``template_fields`` are the ones every such
-operator templates.
+``LoadSource`` holds them (their defaults and documentation), and the mixins
+``FileSourceMixin`` and ``LoadSourceMixin`` set them on an operator, whose ``__init__``
+lists them and passes them on (see ``operators.base``).
 """
 
 from __future__ import annotations
@@ -29,12 +28,13 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_odps_tunnel.operators.base import OperatorOptions, OptionsMixin, option
+from airflow_provider_odps_tunnel.operators.base import OperatorOptions, option
 
 __all__ = [
     "SOURCE_FORMATS",
@@ -426,25 +426,52 @@ class LoadSource(OperatorOptions):
         return keep_table_columns(batches, schema) if self.ignore_extra_columns else batches
 
 
-class FileSourceMixin(
-    OptionsMixin,
-    options=LoadSource,
-    take=("source", "source_conn_id", "source_format"),
-):
-    """Gives an operator the files of its source: ``source``, ``source_conn_id`` and
-    ``source_format`` (documented in ``LoadSource``). The operator lists them in its own
-    ``template_fields`` as ``*FileSourceMixin.template_fields`` (or ``LoadSourceMixin``'s).
+class FileSourceMixin(BaseOperator):
+    """Sets the files of an operator's source: ``source``, ``source_conn_id`` and
+    ``source_format`` (documented in ``LoadSource``).
+
+    The operator's ``__init__`` lists them, with ``LoadSource``'s defaults, and passes each
+    on. The mixin declares no ``template_fields``: the operator lists ``templated_options``
+    (all three) in its own.
     """
 
+    #: The options of this mixin that every operator taking them templates.
+    templated_options: ClassVar[tuple[str, ...]] = ("source", "source_conn_id", "source_format")
 
-class LoadSourceMixin(
-    FileSourceMixin,
-    options=LoadSource,
-    take=("source_callable", "source_parts", "batch_rows"),
-):
-    """Gives an operator a whole source, files or a callable: the parameters of
+    def __init__(
+        self,
+        *,
+        source: str | Sequence[str] | None,
+        source_conn_id: str | None,
+        source_format: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.source_conn_id = source_conn_id
+        self.source_format = source_format
+
+
+class LoadSourceMixin(FileSourceMixin):
+    """Sets a whole source on an operator, files or a callable: the options of
     ``FileSourceMixin`` and ``source_callable``, ``source_parts`` and ``batch_rows``
-    (documented in ``LoadSource``)."""
+    (documented in ``LoadSource``), listed and passed on by the operator's ``__init__`` as
+    there. Its ``templated_options`` are ``FileSourceMixin``'s: the callable's options are
+    not templated.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_callable: SourceCallable | None,
+        source_parts: int | None,
+        batch_rows: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source_callable = source_callable
+        self.source_parts = source_parts
+        self.batch_rows = batch_rows
 
 
 def _as_batches(items: Iterable[Any]) -> Iterator[pa.RecordBatch]:

@@ -20,7 +20,12 @@ from airflow_provider_odps_tunnel.operators.assets import default_outlets, repor
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
 from airflow_provider_odps_tunnel.operators.progress import TransferProgress
-from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
+from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    LoadSource,
+    LoadSourceMixin,
+    SourceCallable,
+)
 from airflow_provider_odps_tunnel.operators.table_options import (
     StreamSessionMixin,
     TableMixin,
@@ -41,12 +46,19 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
 
     :param table: the table (templated).
     :param partition: the partition, e.g. ``"ds=2024-01-01"`` (templated).
-    :param source: the files to append, each one piece with a writer of its own (templated).
+    :param source: a file, a directory (every file below it but hidden ones and markers like
+        ``_SUCCESS``), a glob pattern, or a list of them, as ``ObjectStoragePath`` URIs
+        (``s3://...``, ``file:///...``); each file is one piece with a writer of its own
+        (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: the files' format, by default taken from each suffix (templated).
-    :param source_callable: instead of files, a callable ``(part, parts)``; each part is a
-        piece, and a retry skips the pieces already appended.
-    :param source_parts: the number of parts (pieces) the callable is called for.
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
+        batches or tables or DataFrames; it must give the same rows for a part every time,
+        since a retry calls it again. Each part is a piece, and a retry skips the pieces
+        already appended.
+    :param source_parts: the number of parts (pieces) the callable is called for (1 by
+        default).
     :param batch_rows: rows per batch read from files.
     :param create_partition: create the partition if it does not exist.
     :param compression: compress bodies (``"zlib"``, ``"zstd"``, ``"lz4"``, ``"snappy"``)
@@ -58,14 +70,41 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        *TableMixin.template_fields,
-        *LoadSourceMixin.template_fields,
-        *StreamSessionMixin.template_fields,
+        *TableMixin.templated_options,
+        *LoadSourceMixin.templated_options,
+        *StreamSessionMixin.templated_options,
     )
 
-    def __init__(self, *, progress_interval: float = 10.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        table: str,
+        partition: str | None = None,
+        source: str | Sequence[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
+        source_callable: SourceCallable | None = None,
+        source_parts: int | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        create_partition: bool = False,
+        compression: str | None = None,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
-        super().__init__(**kwargs)
+        super().__init__(
+            table=table,
+            partition=partition,
+            source=source,
+            source_conn_id=source_conn_id,
+            source_format=source_format,
+            source_callable=source_callable,
+            source_parts=source_parts,
+            batch_rows=batch_rows,
+            create_partition=create_partition,
+            compression=compression,
+            **kwargs,
+        )
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:

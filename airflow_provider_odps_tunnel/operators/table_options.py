@@ -1,28 +1,30 @@
 """The table an operator works on and how its session is opened: options defined once.
 
-``TableOptions`` holds them (their defaults and documentation). ``TableMixin`` gives an
-operator the table and partition it writes, ``OptionalTableMixin`` those an export reads
-(where a SQL result may stand instead of a table), and one mixin per kind of write session
-the options that open it: ``UploadSessionMixin`` (a block upload), ``StreamSessionMixin``
-(a stream upload) and ``UpsertSessionMixin`` (an upsert). They are built from the dataclass
-as the source mixins are (``OptionsMixin`` in ``operators.base``); the operators list their
-``template_fields`` in their own, table first, then the source, then the session options.
+``TableOptions`` holds them (their defaults and documentation). ``TableMixin`` sets the
+table and partition on an operator (required by the operators that write, optional for the
+export, where a SQL result may stand instead), and one mixin per kind of write session the
+options that open it: ``UploadSessionMixin`` (a block upload), ``StreamSessionMixin`` (a
+stream upload) and ``UpsertSessionMixin`` (an upsert). As with the source mixins (see
+``operators.base``), the operator's ``__init__`` lists the options and passes them on, and
+its ``template_fields`` list the mixins' ``templated_options``: the table first, then the
+source, then the session options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseOperator
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
 from airflow_provider_odps_tunnel.hooks.tunnel import OdpsTunnelHook
-from airflow_provider_odps_tunnel.operators.base import OperatorOptions, OptionsMixin, option
+from airflow_provider_odps_tunnel.operators.base import OperatorOptions, option
 
 __all__ = [
     "TableOptions",
     "TableMixin",
-    "OptionalTableMixin",
     "UploadSessionMixin",
     "StreamSessionMixin",
     "UpsertSessionMixin",
@@ -79,36 +81,67 @@ class TableOptions(OperatorOptions):
         return all(opened.get(k) == v for k, v in wanted.items())
 
 
-class TableMixin(
-    OptionsMixin, options=TableOptions, take=("table", "partition"), required=("table",)
-):
-    """Gives an operator the table it writes: ``table`` (required) and ``partition``
-    (documented in ``TableOptions``). The operator lists them in its own
-    ``template_fields`` as ``*TableMixin.template_fields``."""
+class TableMixin(BaseOperator):
+    """Sets an operator's table: ``table`` and ``partition`` (documented in
+    ``TableOptions``). The operator's ``__init__`` lists them (``table`` required by the
+    operators that write, None by default for the export) and passes each on. The mixin
+    declares no ``template_fields``: the operator lists ``templated_options`` in its own."""
+
+    #: The options of this mixin that every operator taking them templates.
+    templated_options: ClassVar[tuple[str, ...]] = ("table", "partition")
+
+    def __init__(self, *, table: str | None, partition: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.partition = partition
 
 
-class OptionalTableMixin(OptionsMixin, options=TableOptions, take=("table", "partition")):
-    """Gives an operator the table it reads, ``table`` and ``partition`` (documented in
-    ``TableOptions``), where something else may stand instead: the table is optional."""
+class UploadSessionMixin(BaseOperator):
+    """Sets the options that open a block upload session on an operator: ``overwrite``,
+    ``create_partition``, ``compression`` and ``tags`` (documented in ``TableOptions``),
+    listed and passed on by the operator's ``__init__`` as for ``TableMixin``."""
+
+    #: The options of this mixin that every operator taking them templates.
+    templated_options: ClassVar[tuple[str, ...]] = ("compression", "tags")
+
+    def __init__(
+        self,
+        *,
+        overwrite: bool,
+        create_partition: bool,
+        compression: str | None,
+        tags: str | list[str] | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.overwrite = overwrite
+        self.create_partition = create_partition
+        self.compression = compression
+        self.tags = tags
 
 
-class UploadSessionMixin(
-    OptionsMixin,
-    options=TableOptions,
-    take=("overwrite", "create_partition", "compression", "tags"),
-):
-    """Gives an operator the options that open a block upload session: ``overwrite``,
-    ``create_partition``, ``compression`` and ``tags`` (documented in ``TableOptions``)."""
+class StreamSessionMixin(BaseOperator):
+    """Sets the options that open a stream upload session on an operator:
+    ``create_partition`` and ``compression`` (documented in ``TableOptions``), listed and
+    passed on by the operator's ``__init__`` as for ``TableMixin``."""
+
+    #: The options of this mixin that every operator taking them templates.
+    templated_options: ClassVar[tuple[str, ...]] = ("compression",)
+
+    def __init__(self, *, create_partition: bool, compression: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.create_partition = create_partition
+        self.compression = compression
 
 
-class StreamSessionMixin(
-    OptionsMixin, options=TableOptions, take=("create_partition", "compression")
-):
-    """Gives an operator the options that open a stream upload session:
-    ``create_partition`` and ``compression`` (documented in ``TableOptions``)."""
+class UpsertSessionMixin(BaseOperator):
+    """Sets the table option that opens an upsert session on an operator, ``compression``
+    (documented in ``TableOptions``), listed and passed on by the operator's ``__init__``
+    as for ``TableMixin``; the upsert's slots, lifetime and commit timeout are its own."""
 
+    #: The options of this mixin that every operator taking them templates.
+    templated_options: ClassVar[tuple[str, ...]] = ("compression",)
 
-class UpsertSessionMixin(OptionsMixin, options=TableOptions, take=("compression",)):
-    """Gives an operator the table option that opens an upsert session, ``compression``
-    (documented in ``TableOptions``); the upsert's slots, lifetime and commit timeout are
-    its own."""
+    def __init__(self, *, compression: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.compression = compression

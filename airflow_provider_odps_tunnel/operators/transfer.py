@@ -20,7 +20,12 @@ from airflow_provider_odps_tunnel.operators.assets import default_outlets, repor
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import BlockLedger, TaskState
 from airflow_provider_odps_tunnel.operators.planning import DEFAULT_BLOCK_BYTES, BlockPlan
-from airflow_provider_odps_tunnel.operators.sources import LoadSource, LoadSourceMixin
+from airflow_provider_odps_tunnel.operators.sources import (
+    DEFAULT_BATCH_ROWS,
+    LoadSource,
+    LoadSourceMixin,
+    SourceCallable,
+)
 from airflow_provider_odps_tunnel.operators.table_options import (
     TableMixin,
     TableOptions,
@@ -50,19 +55,27 @@ class ObjectStorageToOdpsOperator(
     :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
         (templated).
     :param partition: the partition to load, e.g. ``"ds=2024-01-01"`` (templated).
-    :param source: the files to load, grouped into blocks of ``block_size`` (templated).
+    :param source: a file, a directory (every file below it but hidden ones and markers like
+        ``_SUCCESS``), a glob pattern, or a list of them, as ``ObjectStoragePath`` URIs
+        (``s3://...``, ``file:///...``); the files are grouped into blocks of
+        ``block_size`` (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: the files' format, by default taken from each suffix (templated).
-    :param source_callable: instead of files, a callable ``(part, parts)``; each part is
-        written as a block of its own.
-    :param source_parts: the number of parts (blocks) the callable is called for.
-    :param ignore_extra_columns: drop source columns the table does not have.
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
+    :param source_callable: instead of files, a callable ``(part, parts)`` yielding Arrow
+        batches or tables or DataFrames; it must give the same rows for a part every time,
+        since a retry calls it again. Each part is written as a block of its own.
+    :param source_parts: the number of parts (blocks) the callable is called for (1 by
+        default).
+    :param ignore_extra_columns: drop source columns the table does not have instead of
+        failing.
     :param batch_rows: rows per batch read from files.
-    :param overwrite: replace the table's or partition's data at commit.
+    :param overwrite: replace the table's or partition's data at commit (``INSERT
+        OVERWRITE``) instead of appending.
     :param create_partition: create the partition if it does not exist.
-    :param compression: compress block bodies (``"zlib"``, ``"zstd"``, ``"lz4"``,
-        ``"snappy"``) (templated).
-    :param tags: tags of the session (templated).
+    :param compression: compress block bodies: ``"zlib"``, ``"zstd"``, ``"lz4"``,
+        ``"snappy"`` or None (templated).
+    :param tags: tags of the session, for the service's audit logs (templated).
     :param block_size: target bytes of source per block (default 64 MiB).
     :param threads: blocks written at the same time.
     :param allow_empty: commit nothing, instead of failing, when the source has no files.
@@ -75,26 +88,52 @@ class ObjectStorageToOdpsOperator(
     external_id_key = "upload_session"
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        *TableMixin.template_fields,
-        *LoadSourceMixin.template_fields,
-        *UploadSessionMixin.template_fields,
+        *TableMixin.templated_options,
+        *LoadSourceMixin.templated_options,
+        *UploadSessionMixin.templated_options,
     )
 
     def __init__(
         self,
         *,
+        table: str,
+        partition: str | None = None,
+        source: str | Sequence[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
+        source_callable: SourceCallable | None = None,
+        source_parts: int | None = None,
+        ignore_extra_columns: bool = False,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        overwrite: bool = False,
+        create_partition: bool = False,
+        compression: str | None = None,
+        tags: str | list[str] | None = None,
         block_size: int = DEFAULT_BLOCK_BYTES,
         threads: int = 4,
-        ignore_extra_columns: bool = False,
         allow_empty: bool = False,
         progress_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         kwargs["outlets"] = default_outlets(kwargs.get("outlets"))
-        super().__init__(**kwargs)
+        super().__init__(
+            table=table,
+            partition=partition,
+            source=source,
+            source_conn_id=source_conn_id,
+            source_format=source_format,
+            source_callable=source_callable,
+            source_parts=source_parts,
+            batch_rows=batch_rows,
+            overwrite=overwrite,
+            create_partition=create_partition,
+            compression=compression,
+            tags=tags,
+            **kwargs,
+        )
+        self.ignore_extra_columns = ignore_extra_columns
         self.block_size = block_size
         self.threads = threads
-        self.ignore_extra_columns = ignore_extra_columns
         self.allow_empty = allow_empty
         self.progress_interval = progress_interval
 

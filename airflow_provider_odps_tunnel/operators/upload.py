@@ -85,9 +85,30 @@ class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOp
 
     template_fields: Sequence[str] = (
         *OdpsBaseOperator.template_fields,
-        *TableMixin.template_fields,
-        *UploadSessionMixin.template_fields,
+        *TableMixin.templated_options,
+        *UploadSessionMixin.templated_options,
     )
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        partition: str | None = None,
+        overwrite: bool = False,
+        create_partition: bool = False,
+        compression: str | None = None,
+        tags: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            table=table,
+            partition=partition,
+            overwrite=overwrite,
+            create_partition=create_partition,
+            compression=compression,
+            tags=tags,
+            **kwargs,
+        )
 
     def execute(self, context: Any) -> dict[str, Any]:
         ref = open_or_reattach_upload(
@@ -107,9 +128,12 @@ class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
     The plan is deterministic for the same files, so a re-run plans the same blocks.
     The source options are described in ``LoadSource`` (``operators.sources``).
 
-    :param source: the files to cut into blocks (templated).
+    :param source: a file, a directory (every file below it but hidden ones and markers like
+        ``_SUCCESS``), a glob pattern, or a list of them, as ``ObjectStoragePath`` URIs
+        (``s3://...``, ``file:///...``): the files to cut into blocks (templated).
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
-    :param source_format: the files' format, by default taken from each suffix (templated).
+    :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
+        from each file's suffix (templated).
     :param source_parts: instead of files, the number of parts of a source callable that the
         writers are given (templated).
     :param block_size: target bytes of source per block (default 64 MiB) (templated).
@@ -119,7 +143,7 @@ class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        *FileSourceMixin.template_fields,
+        *FileSourceMixin.templated_options,
         "source_parts",
         "block_size",
         "max_writers",
@@ -128,6 +152,9 @@ class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
     def __init__(
         self,
         *,
+        source: str | Sequence[str] | None = None,
+        source_conn_id: str | None = None,
+        source_format: str | None = None,
         source_parts: int | None = None,
         block_size: int = DEFAULT_BLOCK_BYTES,
         max_writers: int = 16,
@@ -135,7 +162,9 @@ class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
         allow_empty: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            source=source, source_conn_id=source_conn_id, source_format=source_format, **kwargs
+        )
         self.source_parts = source_parts
         self.block_size = block_size
         self.max_writers = max_writers
@@ -176,7 +205,8 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
     :param blocks: this writer's blocks, from ``OdpsPlanUploadOperator`` (templated;
         normally supplied by ``expand_kwargs(plan.output)``).
     :param source_callable: the callable for plans made with ``source_parts``, called as
-        ``source_callable(part, parts)`` (see ``LoadSource``).
+        ``source_callable(part, parts)`` and yielding Arrow batches or tables or DataFrames;
+        it must give the same rows for a part every time, since a retry calls it again.
     :param ignore_extra_columns: drop source columns the table does not have instead of
         failing.
     :param threads: blocks written at the same time inside this task.

@@ -82,6 +82,34 @@ def test_connection_and_target_are_templated(cls):
             assert target in fields, f"{cls.__name__}.{target} is not templated"
 
 
+#: The bases whose parameters reach a task through ``**kwargs``, as ``BaseOperator``'s do.
+BASES = (OdpsBaseOperator, OdpsBaseSensor)
+
+
+@pytest.mark.parametrize("cls", ALL_TASKS, ids=lambda c: c.__name__)
+def test_the_class_signature_shows_every_parameter(cls):
+    """``inspect.signature(cls)``, which ``help()``, IDEs and the API reference show, lists
+    every parameter of the task's ``__init__`` chain (options set by mixins included), each
+    with a type; only the bases' connection id and project come through ``**kwargs``."""
+    shown = inspect.signature(cls).parameters
+    through_kwargs = {n for base in BASES if issubclass(cls, base) for n in _params(base)}
+    assert _params(cls) - through_kwargs <= set(shown)
+    untyped = [n for n, p in shown.items() if p.annotation is p.empty]
+    assert not untyped, f"{cls.__name__} does not annotate {untyped}"
+
+
+@pytest.mark.parametrize("cls", ALL_TASKS, ids=lambda c: c.__name__)
+def test_no_base_loses_its_template_fields(cls):
+    """Every field a base of the task templates (the connection id and project of
+    ``OdpsBaseOperator``, say) the task templates too: no mixin before that base in the MRO
+    hides them, and the task's own ``template_fields`` list them."""
+    for base in cls.__mro__[1:]:
+        declared = vars(base).get("template_fields")
+        if declared is not None and base.__module__.startswith("airflow_provider_odps_tunnel"):
+            missing = set(declared) - set(cls.template_fields)
+            assert not missing, f"{cls.__name__} does not template {base.__name__}'s {missing}"
+
+
 @pytest.mark.parametrize("cls", _public_classes(_PollingTrigger), ids=lambda c: c.__name__)
 def test_trigger_arguments_are_documented(cls):
     documented = set(re.findall(r":param (\w+):", cls.__doc__ or ""))

@@ -73,30 +73,44 @@ TEMPLATE_FIELDS = {
 
 
 def _params(cls: type) -> dict[str, Any]:
-    """Every keyword parameter the operator's ``__init__`` chain takes, with its default."""
-    params: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        init = vars(klass).get("__init__")
-        if init is not None and klass.__module__.startswith("airflow_provider_odps_tunnel"):
-            for name, p in inspect.signature(init).parameters.items():
-                if p.kind is p.KEYWORD_ONLY:
-                    params[name] = p.default
-    return params
+    """The keyword parameters of the operator as ``inspect.signature`` shows them (what
+    ``help()``, IDEs and the API reference show), with their defaults."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
 
 
 def context(store: Any) -> dict[str, Any]:
     return {"task_state_store": store, "ti": SimpleNamespace(try_number=1, stats_tags={})}
 
 
-def test_the_loaders_take_their_source_from_the_shared_mixins():
-    for cls in LOADERS:
-        assert issubclass(cls, LoadSourceMixin)
-        own = set(inspect.signature(vars(cls)["__init__"]).parameters)
-        # Only the column handling, which upsert and stream do not take, stays the transfer's.
-        assert own & set(SOURCE_OPTIONS) <= {"ignore_extra_columns"}, cls.__name__
+def test_the_loaders_take_their_source_through_the_shared_mixins():
+    assert all(issubclass(cls, LoadSourceMixin) for cls in LOADERS)
+    # The plan takes only the files; the writers hold the callable, without a mixin.
     assert issubclass(OdpsPlanUploadOperator, FileSourceMixin)
-    own = set(inspect.signature(vars(OdpsPlanUploadOperator)["__init__"]).parameters)
-    assert own & set(SOURCE_OPTIONS) == {"source_parts"}
+    assert not issubclass(OdpsPlanUploadOperator, LoadSourceMixin)
+    assert not issubclass(OdpsWriteBlocksOperator, FileSourceMixin)
+
+
+@pytest.mark.parametrize("cls", list(TAKES), ids=lambda c: c.__name__)
+def test_each_operator_keeps_every_source_option_it_is_given(cls):
+    """The operator's ``__init__`` passes each option on to the mixin that sets it."""
+    given = {name: f"given {name}" for name in TAKES[cls]}
+    required = {"session": {}, "blocks": []} if cls is OdpsWriteBlocksOperator else {}
+    required |= {"table": "t"} if cls in LOADERS else {}
+    op = cls(task_id="t", **required, **given)
+    assert {name: getattr(op, name) for name in given} == given
+
+
+@pytest.mark.parametrize("cls", list(TAKES), ids=lambda c: c.__name__)
+def test_the_signature_shows_the_source_options_with_their_types(cls):
+    """``inspect.signature`` (and so ``help()``, IDEs and the API reference) shows every
+    source option the operator takes, typed as in ``LoadSource``."""
+    declared = {f.name: f.type for f in fields(LoadSource)}
+    params = inspect.signature(cls).parameters
+    assert {n: params[n].annotation for n in TAKES[cls]} == {n: declared[n] for n in TAKES[cls]}
 
 
 @pytest.mark.parametrize("cls", list(TAKES), ids=lambda c: c.__name__)
@@ -116,7 +130,7 @@ def test_the_four_template_the_same_source_fields():
     templated = {
         cls: tuple(f for f in cls.template_fields if f in SOURCE_OPTIONS) for cls in SOURCE_TAKERS
     }
-    assert FileSourceMixin.template_fields == LoadSourceMixin.template_fields == FILES
+    assert FileSourceMixin.templated_options == LoadSourceMixin.templated_options == FILES
     assert {cls: t[:3] for cls, t in templated.items()} == dict.fromkeys(SOURCE_TAKERS, FILES)
     # The plan also templates its source_parts (it has no callable); the loaders do not.
     assert templated[OdpsPlanUploadOperator][3:] == ("source_parts",)

@@ -2,8 +2,9 @@
 operators that write a table and by the export: the same parameters, defaults, templated
 fields and errors everywhere, one rule for which stored session belongs to the task, and
 Airflow (``default_args``, ``partial``/``expand``, templates) sees them as it did when each
-operator declared them itself. The mixins are built by the same mechanism as the source
-mixins (``OptionsMixin`` in ``operators/base.py``), tested here too."""
+operator declared them itself. The mixins (ordinary ``BaseOperator`` subclasses, as the
+source mixins are) are tested here too: no ``template_fields`` of their own, and no option
+an operator could forget to pass on unnoticed."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
-from airflow_provider_odps_tunnel.operators.base import OperatorOptions, OptionsMixin, option
+from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator, OperatorOptions, option
 from airflow_provider_odps_tunnel.operators.export import OdpsPlanExportOperator
 from airflow_provider_odps_tunnel.operators.sources import (
     FileSourceMixin,
@@ -27,7 +28,6 @@ from airflow_provider_odps_tunnel.operators.sources import (
 )
 from airflow_provider_odps_tunnel.operators.stream import OdpsStreamUploadOperator
 from airflow_provider_odps_tunnel.operators.table_options import (
-    OptionalTableMixin,
     StreamSessionMixin,
     TableMixin,
     TableOptions,
@@ -83,21 +83,25 @@ TEMPLATE_FIELDS = {
 }
 
 
+#: Every mixin that sets shared options, and the dataclass that defines them.
+MIXINS = {
+    FileSourceMixin: LoadSource,
+    LoadSourceMixin: LoadSource,
+    TableMixin: TableOptions,
+    UploadSessionMixin: TableOptions,
+    StreamSessionMixin: TableOptions,
+    UpsertSessionMixin: TableOptions,
+}
+
+
 def _params(cls: type) -> dict[str, Any]:
-    """Every keyword parameter the operator's ``__init__`` chain takes, with its default."""
-    params: dict[str, Any] = {}
-    for klass in reversed(cls.__mro__):
-        init = vars(klass).get("__init__")
-        if init is not None and klass.__module__.startswith("airflow_provider_odps_tunnel"):
-            for name, p in inspect.signature(init).parameters.items():
-                if p.kind is p.KEYWORD_ONLY:
-                    params[name] = p.default
-    return params
-
-
-def _own(cls: type) -> set[str]:
-    init = vars(cls).get("__init__")
-    return set(inspect.signature(init).parameters) if init is not None else set()
+    """The keyword parameters of the operator as ``inspect.signature`` shows them (what
+    ``help()``, IDEs and the API reference show), with their defaults."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
 
 
 def context(store: Any) -> dict[str, Any]:
@@ -114,13 +118,24 @@ class FakeHook:
 # -- the operators take the table options from the shared mixins ---------------------------
 
 
-def test_the_writers_take_their_table_options_from_the_shared_mixins():
+def test_the_writers_take_their_table_options_through_the_shared_mixins():
+    session_mixins = (UploadSessionMixin, StreamSessionMixin, UpsertSessionMixin)
     for cls, (_, session_mixin) in TAKES.items():
         assert issubclass(cls, TableMixin) and issubclass(cls, session_mixin), cls.__name__
-        assert not _own(cls) & set(TABLE_OPTIONS), cls.__name__
+        assert [m for m in session_mixins if issubclass(cls, m)] == [session_mixin]
     # The export reads a table, or a SQL result instead; its compression is the download's.
-    assert issubclass(OdpsPlanExportOperator, OptionalTableMixin)
-    assert _own(OdpsPlanExportOperator) & set(TABLE_OPTIONS) == {"compression"}
+    assert issubclass(OdpsPlanExportOperator, TableMixin)
+    assert not issubclass(OdpsPlanExportOperator, session_mixins)
+
+
+@pytest.mark.parametrize("cls", [*TAKES, OdpsPlanExportOperator], ids=lambda c: c.__name__)
+def test_each_operator_keeps_every_table_option_it_is_given(cls):
+    """The operator's ``__init__`` passes each option on to the mixin that sets it."""
+    takes = TAKES[cls][0] if cls in TAKES else {"table", "partition"}
+    given = {name: f"given {name}" for name in takes}
+    extra = {"destination": "file:///tmp/x"} if cls is OdpsPlanExportOperator else {}
+    op = cls(task_id="t", **given, **extra)
+    assert {name: getattr(op, name) for name in takes} == given
 
 
 @pytest.mark.parametrize("cls", list(TAKES), ids=lambda c: c.__name__)
@@ -131,6 +146,19 @@ def test_each_writer_takes_its_table_options_with_the_shared_defaults(cls):
     assert params["table"] is EMPTY  # required by every writer
     assert {n: params[n] for n in takes - {"table"}} == {
         n: TABLE_OPTIONS[n] for n in takes - {"table"}
+    }
+
+
+@pytest.mark.parametrize("cls", [*TAKES, OdpsPlanExportOperator], ids=lambda c: c.__name__)
+def test_the_signature_shows_the_table_options_with_their_types(cls):
+    """``inspect.signature`` (and so ``help()``, IDEs and the API reference) shows every table
+    option the operator takes, typed as in ``TableOptions``; a required table is a ``str``."""
+    declared = {f.name: f.type for f in fields(TableOptions)}
+    takes = TAKES[cls][0] if cls in TAKES else {"table", "partition"}
+    params = inspect.signature(cls).parameters
+    shown = {name: params[name].annotation for name in takes}
+    assert shown == {
+        name: "str" if params[name].default is EMPTY else declared[name] for name in takes
     }
 
 
@@ -152,10 +180,10 @@ def test_every_writer_templates_the_table_options_it_takes_alike():
     for cls, (takes, _) in TAKES.items():
         assert set(cls.template_fields) & set(TABLE_OPTIONS) == takes & templated
         # The table first, after the connection; the session's options after the source.
-        assert tuple(cls.template_fields[2:4]) == TableMixin.template_fields
-    assert UploadSessionMixin.template_fields == ("compression", "tags")
-    assert StreamSessionMixin.template_fields == UpsertSessionMixin.template_fields
-    assert UpsertSessionMixin.template_fields == ("compression",)
+        assert tuple(cls.template_fields[2:4]) == TableMixin.templated_options
+    assert UploadSessionMixin.templated_options == ("compression", "tags")
+    assert StreamSessionMixin.templated_options == UpsertSessionMixin.templated_options
+    assert UpsertSessionMixin.templated_options == ("compression",)
 
 
 def test_the_writers_fail_alike_without_a_table():
@@ -184,7 +212,7 @@ def test_default_args_partial_and_expand_reach_the_shared_parameters():
         stream = OdpsStreamUploadOperator(task_id="s", table="t", source="s3://b/")
         upsert = OdpsUpsertOperator.partial(task_id="u", source="s3://b/")
         upsert.expand(table=["a", "b"])
-        # The create task has no __init__ of its own: the mixin's still makes the dependency.
+        # An XComArg table still makes a dependency.
         named = OdpsCreateUploadSessionOperator(task_id="c3", table=stream.output)
         assert named.upstream_task_ids == {"s"}
         with pytest.raises(TypeError, match="overwrite"):
@@ -245,7 +273,55 @@ def test_the_chain_and_the_transfer_open_and_recognise_upload_sessions_alike(
     assert appending.get_job_status(created, context(state_store)) == "other_target"
 
 
-# -- the mechanism: mixins built from an options dataclass ---------------------------------
+# -- the mixins, and the options dataclasses ------------------------------------------------
+
+
+def _mixin_options(mixin: type) -> list[str]:
+    """The options a mixin's own ``__init__`` takes, in order."""
+    init = vars(mixin)["__init__"]
+    return [n for n in inspect.signature(init).parameters if n not in ("self", "kwargs")]
+
+
+@pytest.mark.parametrize("mixin", list(MIXINS), ids=lambda c: c.__name__)
+def test_a_mixin_declares_no_template_fields_and_names_its_templated_options(mixin):
+    """Placed before ``OdpsBaseOperator`` in an operator's bases, a mixin declaring
+    ``template_fields`` would hide the connection's from an operator declaring none; its
+    ``templated_options`` are those of its options (its base mixin's first) that the
+    dataclass marks templated."""
+    assert "template_fields" not in vars(mixin)
+    takes = [n for k in reversed(mixin.__mro__) if k in MIXINS for n in _mixin_options(k)]
+    templated = MIXINS[mixin].templated()
+    assert mixin.templated_options == tuple(n for n in takes if n in templated)
+
+
+@pytest.mark.parametrize("mixin", list(MIXINS), ids=lambda c: c.__name__)
+def test_a_mixin_takes_options_of_its_dataclass_and_requires_each(mixin):
+    """Each option typed as in the dataclass and without a default: an operator lists it
+    with its default and passes it on, and one that forgets to pass it on fails when it is
+    built instead of silently keeping a default."""
+    declared = {f.name: f for f in fields(MIXINS[mixin])}
+    params = inspect.signature(vars(mixin)["__init__"]).parameters
+    assert _mixin_options(mixin)
+    for name in _mixin_options(mixin):
+        assert params[name].kind is params[name].KEYWORD_ONLY
+        assert params[name].default is EMPTY, (mixin.__name__, name)
+        assert params[name].annotation == declared[name].type, (mixin.__name__, name)
+
+
+def test_an_operator_forgetting_to_pass_an_option_on_fails_when_built():
+    class Forgetful(TableMixin, OdpsBaseOperator):
+        def __init__(self, *, table: str, partition: str | None = None, **kwargs: Any) -> None:
+            super().__init__(table=table, **kwargs)
+
+    with pytest.raises(TypeError, match="missing keyword argument 'partition'"):
+        Forgetful(task_id="f", table="t", partition="ds=1")
+
+
+def test_an_operator_declaring_no_template_fields_keeps_the_connections():
+    class Quiet(TableMixin, UploadSessionMixin, LoadSourceMixin, OdpsBaseOperator):
+        pass
+
+    assert Quiet.template_fields == OdpsBaseOperator.template_fields
 
 
 @dataclass(frozen=True)
@@ -255,38 +331,8 @@ class _Options(OperatorOptions):
     label: str = option("x", templated=True)
 
 
-def test_a_mixin_gets_an_init_and_template_fields_from_the_dataclass():
-    class Named(OptionsMixin, options=_Options, take=("name", "size"), required=("name",)):
-        pass
-
-    class Labelled(Named, options=_Options, take=("label",)):
-        pass
-
-    params = inspect.signature(vars(Named)["__init__"]).parameters
-    assert [(n, p.kind, p.default) for n, p in params.items()][1:] == [
-        ("name", inspect.Parameter.KEYWORD_ONLY, EMPTY),
-        ("size", inspect.Parameter.KEYWORD_ONLY, 3),
-        ("kwargs", inspect.Parameter.VAR_KEYWORD, EMPTY),
-    ]
-    assert (Named.template_fields, Labelled.template_fields) == (("name",), ("name", "label"))
-    assert vars(Named)["__init__"].__qualname__.endswith("Named.__init__")
+def test_options_of_an_operator_and_the_templated_ones():
     assert _Options.of(object()) == _Options()
+    assert _Options.of(SimpleNamespace(size=5, other=1)) == _Options(size=5)
     assert _Options.templated() == ("name", "label")
-
-
-def test_a_mixin_takes_only_options_its_dataclass_declares():
-    with pytest.raises(TypeError, match="unknown"):
-
-        class Wrong(OptionsMixin, options=_Options, take=("unknown",)):
-            pass
-
-    with pytest.raises(TypeError, match="names no options class"):
-
-        class Orphan(OptionsMixin, take=("name",)):
-            pass
-
-
-def test_the_source_mixins_are_built_by_the_same_mechanism():
-    assert issubclass(FileSourceMixin, OptionsMixin) and issubclass(TableMixin, OptionsMixin)
-    assert FileSourceMixin.template_fields == LoadSourceMixin.template_fields
-    assert LoadSource.templated() == FileSourceMixin.template_fields == FILES
+    assert LoadSource.templated() == FileSourceMixin.templated_options == FILES
