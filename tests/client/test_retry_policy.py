@@ -155,23 +155,6 @@ def test_each_retry_logs_its_cause_and_wait(virtual_clock, caplog):
     assert line.endswith("failure retry 1 of 4 in 0.25 s")
 
 
-def test_attempt_headers_reach_the_action():
-    class Stamped(RetryPolicy):
-        def attempt_headers(self, number: int) -> dict[str, str]:
-            return {"x-retry-index": str(number - 1)}
-
-    seen: list[dict] = []
-
-    def action(attempt: retry.Attempt) -> None:
-        seen.append(dict(attempt.headers))
-        if len(seen) < 2:
-            raise server_error()
-
-    rules = (RetryRule("failure", lambda e: True, 1, retry.NO_WAIT),)
-    Stamped(rules).call(action, what="x")
-    assert seen == [{"x-retry-index": "0"}, {"x-retry-index": "1"}]
-
-
 # -- polls -----------------------------------------------------------------------------------
 
 

@@ -290,7 +290,7 @@ class RestClient:
                 method,
                 resource,
                 plist,
-                {**(headers or {}), **attempt.headers},
+                headers,
                 data,
                 stream,
                 context,

@@ -14,9 +14,8 @@
 Every number lives here: the transport's policy (:func:`request_policy`) reads ``options``
 (``retry_times``, ``throttle_retry_times``, ``retry_delay``, ``retry_max_delay``) when a
 request starts, and the polls use the named :class:`Backoff` constants below. The rules a
-request is retried by are all in :func:`request_policy`; per-attempt headers (e.g. a trace
-id and retry index) would come from :meth:`RetryPolicy.attempt_headers`, which the
-transport already sends with each attempt.
+request is retried by are all in :func:`request_policy`. Each attempt knows its number
+(:class:`Attempt`), so what changes from one attempt to the next is decided here too.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
@@ -117,11 +116,9 @@ UPSERT_SEND_ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Attempt:
-    """One try of an action run by :meth:`RetryPolicy.call`: its number (from 1) and the
-    headers the policy wants sent with it."""
+    """One try of an action run by :meth:`RetryPolicy.call`: its number, from 1."""
 
     number: int
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,10 +171,6 @@ class RetryPolicy:
             )
         )
 
-    def attempt_headers(self, number: int) -> dict[str, str]:
-        """Headers to send with attempt ``number``: none yet."""
-        return {}
-
     def call(
         self,
         action: Callable[[Attempt], T],
@@ -196,7 +189,7 @@ class RetryPolicy:
 
         def attempt() -> T:
             number = next(numbers)
-            return action(Attempt(number, self.attempt_headers(number)))
+            return action(Attempt(number))
 
         def pause(seconds: float) -> None:
             _sleep(seconds)
