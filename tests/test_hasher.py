@@ -5,14 +5,16 @@ compared, for the default and the legacy hasher, with pyodps's own value hasher
 (``odps.tunnel.hasher.hash_value``) on many generated values, and whole keys of several
 columns (with nulls) with pyodps's compiled ``RecordHasher`` (``odps.tunnel.hasher_c``).
 
-Values are drawn where pyodps is a sound judge. It refuses datetimes before 1928
-(``DatetimeOverflowError``) and, for TIMESTAMP and INTERVAL_DAY_TIME values before 1970 or
-negative with a fraction of a second, truncates the seconds toward zero while keeping the
-fraction positive, so its (seconds, nanos) is not the value's; our codec floors them
-(``seconds, nanos = divmod(ns, 10**9)``). Those values are not compared. pyodps reads a
-decimal type's scale as ``scale or 18``, so ``decimal(p,0)`` is judged by its decimal hash
-at scale 0; its compiled hasher overflows on decimals over 18 digits, which only the
-Python one judges. pyodps has no TIMESTAMP_NTZ hasher: that type is pinned to TIMESTAMP.
+pyodps 0.13.2 is the judge, including two choices of its that look accidental (module
+docstring of ``tunnel/codec/hasher.py``): it reads a decimal type's scale as ``scale or 18``,
+so ``decimal(p,0)`` keys hash at scale 18, and it truncates the seconds of negative TIMESTAMP
+and INTERVAL_DAY_TIME values toward zero while keeping the fraction positive. Values are
+drawn where pyodps is a sound judge: it refuses datetimes before 1928
+(``DatetimeOverflowError``); its interval seconds come from a float (``total_seconds()``),
+so negative intervals with a fraction are drawn within a million seconds, where the float is
+exact enough; its compiled hasher overflows on decimals over 18 digits (and on decimal(p,0)
+keys past 9.2, scaled by 10^18), which only the Python one judges. pyodps has no
+TIMESTAMP_NTZ hasher: that type is pinned to TIMESTAMP.
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from odps import types as odps_types
 from odps.tunnel import hasher as odps_hasher
 from odps.tunnel.hasher_c import RecordHasher
 
+from airflow_provider_odps_tunnel.tunnel.codec.hasher import RecordHasher as OurRecordHasher
 from airflow_provider_odps_tunnel.tunnel.codec.hasher import (
     RowHasher,
     bucket_of,
+    hash_long,
     hash_value,
     row_hash,
 )
+from airflow_provider_odps_tunnel.tunnel.codec.record import Record
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema, parse_columns
 
 D = decimal.Decimal
 UTC = dt.UTC
@@ -114,19 +120,21 @@ def _datetimes(naive: bool = False) -> st.SearchStrategy:
 
 
 def _timestamps() -> st.SearchStrategy:
-    """Nanosecond timestamps from 1970 on, and whole seconds from 1928 (see the docstring)."""
-    after = st.integers(0, int(pd.Timestamp(_LATEST).value))
-    before = st.integers(int(pd.Timestamp(_EARLIEST).value) // 10**9, 0).map(lambda s: s * 10**9)
-    return st.tuples(st.one_of(after, before), st.sampled_from(ZONES)).map(
+    """Nanosecond timestamps from 1928 on, just before 1970 more often (truncated seconds)."""
+    moments = st.integers(int(pd.Timestamp(_EARLIEST).value), int(pd.Timestamp(_LATEST).value))
+    near_epoch = st.integers(-(10**12), 10**12)
+    return st.tuples(st.one_of(moments, near_epoch), st.sampled_from(ZONES)).map(
         lambda p: pd.Timestamp(p[0], tz="UTC").tz_convert(p[1])
     )
 
 
 def _intervals() -> st.SearchStrategy:
-    """Non-negative intervals to the nanosecond, negative ones in whole seconds."""
+    """Non-negative intervals to the nanosecond, negative ones to the nanosecond within a
+    million seconds and in whole seconds beyond (see the module docstring)."""
     positive = st.integers(0, _MAX_TIMEDELTA_NS)
-    negative = st.integers(-(_MAX_TIMEDELTA_NS // 10**9), 0).map(lambda s: s * 10**9)
-    return st.one_of(positive, negative).map(lambda ns: pd.Timedelta(ns, unit="ns"))
+    negative = st.integers(-(10**15), 0)
+    far = st.integers(-(_MAX_TIMEDELTA_NS // 10**9), 0).map(lambda s: s * 10**9)
+    return st.one_of(positive, negative, far).map(lambda ns: pd.Timedelta(ns, unit="ns"))
 
 
 VALUES = {
@@ -158,19 +166,10 @@ VALUES = {
 
 
 def pyodps_hash(value, typ: str, hasher: str) -> int:
-    """pyodps's hash of one value (its decimals over 18 digits are summed unwrapped).
-
-    pyodps reads a decimal type's scale as ``scale or 18``, so ``decimal(p,0)`` would be
-    hashed at scale 18; the scale the type declares is passed to its decimal hash instead.
-    """
+    """pyodps's hash of one value (its decimals over 18 digits are summed unwrapped)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Timestamp.to_pydatetime() drops the nanoseconds
-        data_type = odps_types.validate_data_type(typ)
-        if isinstance(data_type, odps_types.Decimal) and data_type.scale == 0:
-            their_hasher = odps_hasher.get_hasher(hasher)
-            hashed = odps_hasher._hash_decimal(their_hasher, value, data_type.precision, 0)
-        else:
-            hashed = odps_hasher.hash_value(hasher, typ, value)
+        hashed = odps_hasher.hash_value(hasher, typ, value)
     return _int32(hashed)
 
 
@@ -199,10 +198,43 @@ def test_naive_datetimes_hash_as_wall_clock_in_the_zone(hasher, value, zone):
 @given(value=_timestamps())
 def test_timestamp_ntz_hashes_its_wall_clock_as_utc(hasher, value):
     wall = value.tz_localize(None)
-    assume(wall.value >= 0 or wall.value % 10**9 == 0)  # see the module docstring
+    assume(wall >= pd.Timestamp(_EARLIEST))  # see the module docstring
     assert hash_value(wall, "timestamp_ntz", hasher, SHANGHAI) == pyodps_hash(
         wall.tz_localize("UTC"), "timestamp", hasher
     )
+
+
+@pytest.mark.parametrize("hasher", HASHERS)
+@pytest.mark.parametrize(
+    ("typ", "value", "pair"),
+    [
+        # decimal(p,0) hashes at scale 18: 7 is the unscaled 7 * 10**18.
+        ("decimal(10,0)", D(7), 7 * 10**18),
+        ("decimal(38,0)", D(-7), None),
+        # -0.5 s: floored (-1, 5e8), pyodps truncates the seconds to 0 and keeps 5e8.
+        ("timestamp", pd.Timestamp(-500, unit="ms", tz="UTC"), (0 << 30) | 500_000_000),
+        ("interval_day_time", pd.Timedelta(-1500, unit="ms"), (-1 << 30) | 500_000_000),
+    ],
+)
+def test_pyodps_quirks_are_followed(hasher, typ, value, pair):
+    """The two pyodps choices the module docstring names, on values that show them."""
+    assert hash_value(value, typ, hasher) == pyodps_hash(value, typ, hasher)
+    if pair is not None:
+        assert hash_value(value, typ, hasher) == _int32(hash_long(pair, hasher))
+
+
+def test_record_hasher_has_pyodps_api_and_values():
+    names, types = ["k", "name", "v"], ["bigint", "string", "decimal(12,0)"]
+    theirs = odps_hasher.RecordHasher(
+        odps_types.OdpsSchema.from_lists(names, types), "legacy", ["v", "k"]
+    )
+    schema = TableSchema(parse_columns("k bigint, name string, v decimal(12,0)"))
+    ours = OurRecordHasher(schema, "legacy", ["v", "k"])
+    for row in ([1, "a", D(3)], [None, "b", D(-40)], [2**40, "c", None]):
+        assert ours.hash_record(row) == theirs.hash_record(row)
+        assert ours.hash_record(Record(schema=schema, values=row)) == theirs.hash_record(row)
+        key = [row[2], row[0]]
+        assert ours.hash_list(key, need_index=False) == theirs.hash_list(key, need_index=False)
 
 
 def test_unsupported_key_types_are_refused():

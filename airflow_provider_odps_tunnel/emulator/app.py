@@ -26,7 +26,7 @@ from .call import Call, json_response
 from .errors import EmulatorError, error_response
 from .faults import Fault, request_direction
 from .ingest import ConnectionAborted
-from .requestlog import public_params
+from .requestlog import public_params, retry_fields
 from .routing import resolve
 from .state import EmulatorState
 
@@ -127,6 +127,7 @@ class EmulatorApp:
             method=method,
             path=path,
             params=public_params(params),
+            **retry_fields(request.headers),
         )
         fault: Fault | None = None
         call: Call | None = None

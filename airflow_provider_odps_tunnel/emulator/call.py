@@ -77,8 +77,15 @@ class Call:
         """A flag parameter: present (``?x``, ``?x=`` or ``?x=true``) and not ``false``/``0``."""
         return name in self.params and self.params[name].strip().lower() not in _FALSE
 
+    def schema_name(self) -> str | None:
+        """The schema the request names: the ``/schemas/{s}/`` path segment (tunnel paths),
+        else ``curr_schema`` (pyodps's REST requests), else None (the default schema)."""
+        return self.args.get("schema") or self.params.get("curr_schema") or None
+
     def table(self) -> TableInfo:
-        return self.state.catalog.get_table(self.args["project"], self.args["table"])
+        return self.state.catalog.get_table(
+            self.args["project"], self.args["table"], self.schema_name()
+        )
 
     def partition(self, info: TableInfo) -> PartitionSpec:
         """The ``partition=`` parameter normalised to the table's partition columns."""

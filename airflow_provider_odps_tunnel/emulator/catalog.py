@@ -7,6 +7,13 @@ Layout (one directory per object; every JSON file is replaced atomically, see ``
     projects/<project>/tables/<table>/partitions/<key>.json  one manifest per partition
     projects/<project>/tables/<table>/data/<uuid>.parquet    data files (immutable)
     projects/<project>/volumes/<volume>/...                   volume files
+    projects/<project>/schemas/<schema>/schema.json           a schema other than ``default``
+    projects/<project>/schemas/<schema>/tables/<table>/...    its tables, laid out as above
+
+Tables live in schemas (the service's three-tier model, project.schema.table). The schema
+``default`` always exists and holds the tables directly under the project, so a project
+that never uses schemas looks as it always did; every table method takes ``schema_name``
+(None or ``default``: the default schema).
 
 A partition's committed contents are exactly the files its manifest lists (a table without
 partition columns has one manifest, ``_.json``). A commit writes new data files first, then
@@ -35,19 +42,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
-from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 
 from . import columnar
 from .errors import EmulatorError
 from .fsutil import TMP_SUFFIX, atomic_write_json, fsync_dir, read_json
 
-__all__ = ["Catalog", "TableInfo", "DataFile", "Snapshot", "DEFAULT_BUCKETS"]
+__all__ = ["Catalog", "TableInfo", "DataFile", "Snapshot", "DEFAULT_BUCKETS", "DEFAULT_SCHEMA"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 # Manifests remember this many applied session ids (idempotent commit retries).
 _APPLIED_MEMORY = 1000
 # Bucket count of a primary-key table created without one (the service's default).
 DEFAULT_BUCKETS = 16
+# The schema every project has; tables named without a schema are in it.
+DEFAULT_SCHEMA = "default"
 PART_SUFFIX = ".part"
 
 
@@ -100,6 +109,11 @@ class TableInfo:
     path: Path
     lifecycle: int | None = None
     comment: str = ""
+    #: Bumped by every schema change (``ALTER TABLE ... ADD COLUMNS``); stream sessions
+    #: are bound to the version they were created at.
+    schema_version: int = 0
+    #: The schema (namespace) holding the table: ``default`` unless created in another.
+    schema_name: str = DEFAULT_SCHEMA
 
     @property
     def partitioned(self) -> bool:
@@ -153,6 +167,18 @@ class Catalog:
         """When a project was created; ``NoSuchProject`` if it does not exist."""
         return float(read_json(self._require_project(name) / "project.json")["created"])
 
+    def project_properties(self, name: str) -> dict[str, str]:
+        """A project's properties (``odps.sql.timezone``, ...); ``NoSuchProject`` if none."""
+        return dict(read_json(self._require_project(name) / "project.json").get("properties", {}))
+
+    def set_project_property(self, name: str, key: str, value: str) -> None:
+        """Set one project property (the service's ``setproject key=value``)."""
+        path = self._require_project(name) / "project.json"
+        with self._locks_guard:
+            data = read_json(path)
+            data.setdefault("properties", {})[key] = value
+            atomic_write_json(path, data)
+
     def project_exists(self, name: str) -> bool:
         return (self._project_dir(name) / "project.json").exists()
 
@@ -166,10 +192,87 @@ class Catalog:
             raise EmulatorError.no_such_project(project)
         return path
 
+    # ------------------------------------------------------------------ schemas
+    @staticmethod
+    def _is_default(schema_name: str | None) -> bool:
+        return schema_name is None or schema_name.lower() == DEFAULT_SCHEMA
+
+    def _schema_path(self, project: str, schema_name: str) -> Path:
+        return (
+            self._require_project(project) / "schemas" / _check_name("schema", schema_name).lower()
+        )
+
+    def _schema_root(self, project: str, schema_name: str | None) -> Path:
+        """The directory holding the schema's ``tables``.
+
+        A missing schema is 404 ``NoSuchObject``, not ``NoSuchSchema``: pyodps tests a
+        schema's (and a table's) existence by catching ``NoSuchObject``, and keeps
+        ``NoSuchSchema`` for an unknown stream schema version.
+        """
+        if self._is_default(schema_name):
+            return self._require_project(project)
+        path = self._schema_path(project, schema_name)
+        if not (path / "schema.json").exists():
+            raise EmulatorError(
+                "NoSuchObject", f"The schema does not exist: {project}.{schema_name}", 404
+            )
+        return path
+
+    def create_schema(
+        self, project: str, name: str, if_not_exists: bool = False, comment: str = ""
+    ) -> None:
+        """Create a schema in a project (``ObjectAlreadyExists`` unless ``if_not_exists``)."""
+        path = self._schema_path(project, name)
+        if self._is_default(name) or (path / "schema.json").exists():
+            if if_not_exists:
+                return
+            raise EmulatorError(
+                "ObjectAlreadyExists", f"schema {project}.{name} already exists", 409
+            )
+        meta = {"name": name.lower(), "created": time.time(), "comment": comment or ""}
+        atomic_write_json(path / "schema.json", meta)
+
+    def schema_meta(self, project: str, name: str) -> dict[str, Any]:
+        """A schema's ``name``, ``created`` time and ``comment`` (404 if it is missing)."""
+        if self._is_default(name):
+            created = self.project_created(project)
+            return {"name": DEFAULT_SCHEMA, "created": created, "comment": ""}
+        return read_json(self._schema_root(project, name) / "schema.json")
+
+    def schema_exists(self, project: str, name: str) -> bool:
+        try:
+            self._schema_root(project, name)
+        except EmulatorError:
+            return False
+        return True
+
+    def list_schemas(self, project: str) -> list[str]:
+        """The project's schemas, ``default`` included, sorted."""
+        base = self._require_project(project) / "schemas"
+        found = [p.name for p in base.glob("*") if (p / "schema.json").exists()]
+        return sorted({DEFAULT_SCHEMA, *found})
+
+    def drop_schema(self, project: str, name: str, if_exists: bool = False) -> None:
+        """Drop an empty schema (the default schema and a schema with tables cannot be)."""
+        if self._is_default(name):
+            raise EmulatorError.invalid_argument("the default schema cannot be dropped")
+        if not self.schema_exists(project, name):
+            if if_exists:
+                return
+            self._schema_root(project, name)  # raises NoSuchObject
+        if self.list_tables(project, schema_name=name):
+            raise EmulatorError(
+                "InvalidParameter",
+                f"schema {project}.{name} is not empty: drop its tables first",
+                400,
+            )
+        shutil.rmtree(self._schema_path(project, name))
+
     # ------------------------------------------------------------------ tables
-    def _table_dir(self, project: str, table: str) -> Path:
+    def _table_dir(self, project: str, table: str, schema_name: str | None = None) -> Path:
         # Every lookup checks the name: it becomes a path on disk.
-        return self._require_project(project) / "tables" / _check_name("table", table).lower()
+        root = self._schema_root(project, schema_name)
+        return root / "tables" / _check_name("table", table).lower()
 
     def create_table(
         self,
@@ -181,15 +284,17 @@ class Catalog:
         if_not_exists: bool = False,
         lifecycle: int | None = None,
         comment: str = "",
+        schema_name: str | None = None,
     ) -> TableInfo:
-        """Create a table. A primary key makes it a transactional (upsert) table whose rows
-        are spread over ``buckets`` hash buckets (default 16). ``lifecycle`` (days) and
-        ``comment`` are metadata only: nothing ever expires."""
+        """Create a table (in the schema ``schema_name``, default ``default``). A primary key
+        makes it a transactional (upsert) table whose rows are spread over ``buckets`` hash
+        buckets (default 16). ``lifecycle`` (days) and ``comment`` are metadata only:
+        nothing ever expires."""
         _check_name("table", table)
-        path = self._table_dir(project, table)
+        path = self._table_dir(project, table, schema_name)
         if (path / "table.json").exists():
             if if_not_exists:
-                return self.get_table(project, table)
+                return self.get_table(project, table, schema_name)
             raise EmulatorError(
                 "ObjectAlreadyExists", f"table {project}.{table} already exists", 409
             )
@@ -225,9 +330,9 @@ class Catalog:
         if not schema.partitions:
             atomic_write_json(path / "partitions" / "_.json", _manifest(PartitionSpec(), 0, []))
         atomic_write_json(path / "table.json", meta)  # the table exists from here on
-        return self._load_table(project, path)
+        return self._load_table(project, path, schema_name)
 
-    def _load_table(self, project: str, path: Path) -> TableInfo:
+    def _load_table(self, project: str, path: Path, schema_name: str | None = None) -> TableInfo:
         meta = read_json(path / "table.json")
         return TableInfo(
             project=project,
@@ -240,35 +345,81 @@ class Catalog:
             path=path,
             lifecycle=meta.get("lifecycle"),
             comment=meta.get("comment") or "",
+            schema_version=int(meta.get("schema_version") or 0),
+            schema_name=DEFAULT_SCHEMA if self._is_default(schema_name) else schema_name.lower(),
         )
 
-    def get_table(self, project: str, table: str) -> TableInfo:
+    def add_columns(
+        self, project: str, table: str, columns: list[Column], schema_name: str | None = None
+    ) -> TableInfo:
+        """``ALTER TABLE ... ADD COLUMNS``: append data columns (NULL in existing rows) and
+        bump the table's schema version.
+
+        Data files stay immutable: every committed file is copied with the new columns
+        (all NULL) and the manifests are republished with the copies before the schema
+        changes, so a crash leaves the old schema over files that merely carry unread extra
+        columns. Primary-key tables are refused (their upsert files are not rewritten).
+        """
+        info = self.get_table(project, table, schema_name)
+        if info.transactional:
+            raise EmulatorError.invalid_argument(
+                f"the emulator cannot add columns to the primary-key table {project}.{table}"
+            )
+        try:
+            schema = TableSchema(info.schema.simple_columns + columns, info.schema.partitions)
+        except ValueError as exc:
+            raise EmulatorError.invalid_argument(str(exc)) from None
+        added = columnar.storage_schema(columns)
+        with self.table_lock(info):
+            specs = self.partitions(info) if info.partitioned else [PartitionSpec()]
+            for spec in specs:
+                files = self.snapshot(info, spec).files
+                self.publish(info, spec, [self._with_nulls(info, f, added) for f in files], None)
+            meta = read_json(info.path / "table.json")
+            meta["schema"] = schema.to_json()
+            meta["schema_version"] = info.schema_version + 1
+            atomic_write_json(info.path / "table.json", meta)
+            self._collect_garbage(info)
+        return self.get_table(project, table, schema_name)
+
+    def _with_nulls(self, info: TableInfo, data_file: DataFile, added: pa.Schema) -> DataFile:
+        """A registered copy of ``data_file`` with the ``added`` columns, all NULL."""
+        data = pq.read_table(info.data_dir / data_file.name)
+        for field_ in added:
+            data = data.append_column(field_, pa.nulls(data.num_rows, field_.type))
+        out = self.new_data_file(info)
+        pq.write_table(data, out)
+        return DataFile(self.register(info, out), data_file.rows)
+
+    def get_table(self, project: str, table: str, schema_name: str | None = None) -> TableInfo:
         """The table's metadata; ``NoSuchTable`` if it does not exist."""
-        path = self._table_dir(project, table)
+        path = self._table_dir(project, table, schema_name)
         if not (path / "table.json").exists():
             raise EmulatorError.no_such_table(project, table)
-        return self._load_table(project, path)
+        return self._load_table(project, path, schema_name)
 
-    def list_tables(self, project: str) -> list[str]:
-        """The (lower-case) names of a project's tables, sorted."""
-        base = self._require_project(project) / "tables"
+    def list_tables(self, project: str, schema_name: str | None = None) -> list[str]:
+        """The (lower-case) names of the tables of a project's schema, sorted."""
+        base = self._schema_root(project, schema_name) / "tables"
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if (p / "table.json").exists())
 
-    def table_exists(self, project: str, table: str) -> bool:
+    def table_exists(self, project: str, table: str, schema_name: str | None = None) -> bool:
         try:
-            self.get_table(project, table)
+            self.get_table(project, table, schema_name)
         except EmulatorError:
             return False
         return True
 
-    def get_schema(self, project: str, table: str) -> TableSchema:
-        return self.get_table(project, table).schema
+    def get_schema(self, project: str, table: str, schema_name: str | None = None) -> TableSchema:
+        return self.get_table(project, table, schema_name).schema
 
-    def drop_table(self, project: str, table: str, if_exists: bool = False) -> None:
+    def drop_table(
+        self, project: str, table: str, if_exists: bool = False, schema_name: str | None = None
+    ) -> None:
         """Drop a table and its data. The directory is first renamed away (atomic)."""
-        path = self._table_dir(project, table)
+        path = self._table_dir(project, table, schema_name)
         if not (path / "table.json").exists():
             if if_exists:
                 return
@@ -324,9 +475,14 @@ class Catalog:
         return self._manifest_path(info, spec).exists()
 
     def create_partition(
-        self, project: str, table: str, spec: Any, if_not_exists: bool = False
+        self,
+        project: str,
+        table: str,
+        spec: Any,
+        if_not_exists: bool = False,
+        schema_name: str | None = None,
     ) -> PartitionSpec:
-        info = self.get_table(project, table)
+        info = self.get_table(project, table, schema_name)
         spec = self.normalize_spec(info, spec)
         with self.table_lock(info):
             if self.partition_exists(info, spec):
@@ -338,8 +494,15 @@ class Catalog:
             atomic_write_json(self._manifest_path(info, spec), _manifest(spec, 0, []))
         return spec
 
-    def drop_partition(self, project: str, table: str, spec: Any, if_exists: bool = False) -> None:
-        info = self.get_table(project, table)
+    def drop_partition(
+        self,
+        project: str,
+        table: str,
+        spec: Any,
+        if_exists: bool = False,
+        schema_name: str | None = None,
+    ) -> None:
+        info = self.get_table(project, table, schema_name)
         spec = self.normalize_spec(info, spec)
         with self.table_lock(info):
             path = self._manifest_path(info, spec)
@@ -351,8 +514,13 @@ class Catalog:
             fsync_dir(path.parent)
             self._collect_garbage(info)
 
-    def list_partitions(self, project: str, table: str) -> list[PartitionSpec]:
-        info = self.get_table(project, table)
+    def list_partitions(
+        self, project: str, table: str, schema_name: str | None = None
+    ) -> list[PartitionSpec]:
+        return self.partitions(self.get_table(project, table, schema_name))
+
+    def partitions(self, info: TableInfo) -> list[PartitionSpec]:
+        """The partitions of a table, in value order (none for a table without partitions)."""
         if not info.partitioned:
             return []
         specs = [
@@ -479,16 +647,17 @@ class Catalog:
             if path.name not in referenced:
                 path.unlink(missing_ok=True)
 
-    def collect_garbage(self, project: str, table: str) -> None:
-        info = self.get_table(project, table)
+    def collect_garbage(self, project: str, table: str, schema_name: str | None = None) -> None:
+        info = self.get_table(project, table, schema_name)
         with self.table_lock(info):
             self._collect_garbage(info)
 
     def recover(self) -> None:
         """At server start: drop half-written files left by a crash."""
         shutil.rmtree(self.root / "trash", ignore_errors=True)
-        for path in self.root.glob("projects/*/tables/*/data/*" + PART_SUFFIX):
-            path.unlink(missing_ok=True)
+        for pattern in ("projects/*/tables/*/data/*", "projects/*/schemas/*/tables/*/data/*"):
+            for path in self.root.glob(pattern + PART_SUFFIX):
+                path.unlink(missing_ok=True)
         for path in self.root.rglob(".*" + TMP_SUFFIX):
             path.unlink(missing_ok=True)
 
@@ -506,19 +675,21 @@ class Catalog:
         ]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
-    def read_table(self, project: str, table: str, partition: Any = None) -> pa.Table:
+    def read_table(
+        self, project: str, table: str, partition: Any = None, schema_name: str | None = None
+    ) -> pa.Table:
         """The committed rows of a table (for assertions in tests).
 
         Partitioned tables get their partition columns appended (as strings); without
         ``partition`` every partition is read, in partition order.
         """
-        info = self.get_table(project, table)
+        info = self.get_table(project, table, schema_name)
         if not info.partitioned:
             return self.read_snapshot(info, self.snapshot(info, PartitionSpec()))
         specs = (
             [self.normalize_spec(info, partition)]
             if partition is not None
-            else self.list_partitions(project, table)
+            else self.partitions(info)
         )
         parts = []
         for spec in specs:
@@ -568,14 +739,30 @@ class Catalog:
             raise EmulatorError("NoSuchVolume", f"The volume does not exist: {volume}", 404)
         return path
 
-    def create_volume(self, project: str, volume: str, if_not_exists: bool = False) -> None:
+    def create_volume(
+        self,
+        project: str,
+        volume: str,
+        if_not_exists: bool = False,
+        volume_type: str = "old",
+        comment: str = "",
+    ) -> None:
+        """Create a volume: ``volume_type`` ``old`` (partitioned) or ``new`` (file system)."""
         _check_name("volume", volume)
+        if volume_type not in ("old", "new"):
+            raise EmulatorError.invalid_argument(f"unsupported volume type {volume_type!r}")
         path = self._require_project(project) / "volumes" / volume
         if (path / "volume.json").exists():
             if if_not_exists:
                 return
             raise EmulatorError("ObjectAlreadyExists", f"volume {volume} already exists", 409)
-        atomic_write_json(path / "volume.json", {"name": volume, "created": time.time()})
+        meta = {"name": volume, "created": time.time(), "type": volume_type, "comment": comment}
+        atomic_write_json(path / "volume.json", meta)
+
+    def list_volumes(self, project: str) -> list[str]:
+        """Names of the project's volumes, sorted."""
+        root = self._require_project(project) / "volumes"
+        return sorted(p.parent.name for p in root.glob("*/volume.json"))
 
     def drop_volume(self, project: str, volume: str, if_exists: bool = False) -> None:
         try:

@@ -33,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         auth=not args.no_auth,
         request_log=not args.no_request_log,
         request_log_stderr=args.request_log_stderr,
+        download_metrics=not args.no_download_metrics,
+        idempotent_commit=args.idempotent_commit,
+        upsert_partial_update=args.upsert_partial_update,
         **{name: getattr(args, name) for name in SERVE_OPTIONS},
     )
     serve(
@@ -146,6 +149,53 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="seconds (emulator clock) an upsert commit reports 'committing' (default 0: off)",
+    )
+    serving.add_argument(
+        "--upsert-hasher",
+        choices=("default", "legacy"),
+        default="default",
+        help="hasher of new upsert sessions (default: default)",
+    )
+    serving.add_argument(
+        "--upsert-partial-update",
+        action="store_true",
+        help="upsert sessions take partial updates (__value_cols; default: refused)",
+    )
+    serving.add_argument(
+        "--upsert-idle-timeout",
+        type=float,
+        default=0.0,
+        help="seconds (emulator clock) without requests after which a normal upsert session "
+        "expires (default 0: never)",
+    )
+    serving.add_argument(
+        "--quotas",
+        metavar="NAME,...",
+        help="the tunnel quotas that exist; another quotaName is QuotaNotExist "
+        "(default: any quota name is accepted)",
+    )
+    serving.add_argument(
+        "--protected-projects",
+        metavar="NAME,...",
+        help="projects with project protection: instance-tunnel downloads of results only "
+        "in the limited mode, else NoPermission (default: none)",
+    )
+    serving.add_argument(
+        "--download-init-delay",
+        type=float,
+        default=0.0,
+        help="seconds (emulator clock) an asyncmode download session is 'initiating' "
+        "(default 0: ready at once)",
+    )
+    serving.add_argument(
+        "--no-download-metrics",
+        action="store_true",
+        help="no metrics block in record download bodies (default: sent at version 6+)",
+    )
+    serving.add_argument(
+        "--idempotent-commit",
+        action="store_true",
+        help="answer a repeated upload commit with the session, not StatusConflict",
     )
     serving.add_argument(
         "--no-request-log", action="store_true", help="do not write requests.jsonl"

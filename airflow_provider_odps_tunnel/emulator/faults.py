@@ -29,6 +29,13 @@ Kinds (each works on upload and download paths alike):
                        ``announce=False`` (then the client must reload to find it). Acts in
                        the upsert handler, after authentication and the session checks.
                        pyodps treats a 308 as success, so arm it for 308-aware clients only.
+``drop_answer``        (stream and upsert PUTs) apply the request, wait ``seconds`` (default 0), then cut
+                       the connection without answering: an answer lost after the write
+                       was stored (``seconds`` above the client's read timeout makes it a
+                       read timeout). Acts in the handler, after the batch is committed.
+``resize_slots``       (stream PUTs) after the batch is committed, change the session's
+                       slot count to ``slots`` (default 2); the answer announces the new
+                       count in ``odps-tunnel-slot-num``, so the client must reload.
 
 Every fault that fires is logged (logger ``odps_tunnel_emulator.faults``, WARNING),
 recorded in :attr:`FaultRegistry.injected`, counted in :attr:`FaultRegistry.counts` and
@@ -64,9 +71,11 @@ FAULT_KINDS = (
     "corrupt_crc",
     "expire_session",
     "move_slot",
+    "drop_answer",
+    "resize_slots",
 )
 # Kinds fired by a handler (``FaultRegistry.fire``) instead of before handling.
-HANDLER_KINDS = ("move_slot",)
+HANDLER_KINDS = ("move_slot", "drop_answer", "resize_slots")
 SESSION_KINDS = (
     "upload",
     "download",
@@ -179,6 +188,14 @@ class FaultRegistry:
             session_kind not in (None, "upsert") or (method or "PUT").upper() != "PUT"
         ):
             raise ValueError("kind 'move_slot' acts on upsert bucket PUTs only")
+        if kind == "drop_answer" and (
+            session_kind not in (None, "stream", "upsert") or (method or "PUT").upper() != "PUT"
+        ):
+            raise ValueError("kind 'drop_answer' acts on stream and upsert PUTs only")
+        if kind == "resize_slots" and (
+            session_kind not in (None, "stream") or (method or "PUT").upper() != "PUT"
+        ):
+            raise ValueError("kind 'resize_slots' acts on stream PUTs only")
         if args.get("direction") not in (None, "request", "response"):
             raise ValueError("direction must be 'request' or 'response'")
         if nth < 1 or times < 0:

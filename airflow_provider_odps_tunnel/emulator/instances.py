@@ -152,7 +152,10 @@ class InstanceStore:
                 self._save(instance)
                 try:
                     outcome = self.engine.run(
-                        instance["project"], task["query"], self.result_dir(instance_id)
+                        instance["project"],
+                        task["query"],
+                        self.result_dir(instance_id),
+                        task.get("settings"),
                     )
                 except SqlError as exc:
                     task.update(status=FAILED, result=exc.text())

@@ -1,10 +1,17 @@
-"""The service's per-table rate limits on session creation and commits (off by default).
+"""The service's per-table rate limits on session creation and commits (off by default),
+and the tunnel quotas that exist (unchecked by default).
 
 The service documents, per table, 500 upload sessions and 200 download sessions created per
 5 minutes and 75 commits per 15 seconds. A :class:`RateLimit` is "N per window seconds";
 :class:`RateLimiter` counts events per table in a sliding window of the emulator's clock (so
 tests move time instead of waiting) and answers an event over the limit with the service's
 429 ``FlowExceeded`` and a ``Retry-After`` of the seconds until a slot frees up.
+
+With a list of known quotas configured, :func:`check_quota` answers a ``quotaName`` outside
+it as the service answers a quota that does not exist: ``QuotaNotExist``, HTTP 404 (the
+status is inferred: it is the service's status for every "no such object" code, and no
+client reads it; pyodps 0.13.2 has no class for the code and raises a plain ``ODPSError``
+whose ``code`` is ``QuotaNotExist``).
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import math
 import re
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import EmulatorError
 
-__all__ = ["RateLimit", "RateLimiter"]
+__all__ = ["RateLimit", "RateLimiter", "check_quota", "name_list", "names"]
 
 _SPEC = re.compile(r"\s*(\d+)\s*(?:/\s*(\d+(?:\.\d+)?)\s*s?)?\s*\Z")
 
@@ -77,3 +85,32 @@ class RateLimiter:
                     headers={"Retry-After": str(wait)},
                 )
             events.append(now)
+
+
+def name_list(value: str | Iterable[str] | None) -> str | None:
+    """A configured list of names as comma-separated text (None stays None: unchecked).
+
+    Text form, so the value round-trips through its CLI option unchanged.
+    """
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return ",".join(item.strip() for item in items if item.strip())
+
+
+def names(value: str | None) -> frozenset[str] | None:
+    """The set of names in a :func:`name_list` value (None: no list configured)."""
+    if value is None:
+        return None
+    return frozenset(item for item in value.split(",") if item)
+
+
+def check_quota(known: str | None, quota: str | None) -> None:
+    """Refuse a ``quotaName`` that is not one of the ``known`` quotas (404 ``QuotaNotExist``).
+
+    Without a configured list, or without a quota in the request, nothing is checked.
+    """
+    allowed = names(known)
+    if allowed is None or not quota or quota in allowed:
+        return
+    raise EmulatorError("QuotaNotExist", f"The specified tunnel quota does not exist: {quota}", 404)

@@ -3,8 +3,11 @@
 Each line holds the time, request id, method, path, query parameters (any whose name
 suggests a secret is dropped; headers, including ``Authorization``, are never logged), the
 status, request and response body bytes, duration in milliseconds, the route's session
-kind, the session (or instance) id involved, and the injected fault if one fired. Lines go
-to ``requests.jsonl`` in the data directory and, optionally, to stderr.
+kind, the session (or instance) id involved, and the injected fault if one fired. Two
+headers are the exception to "no headers": the retry trace pair a client sends on every
+tunnel request (``odps-tunnel-retry-trace-id``, ``odps-tunnel-retry-index``), which names no
+secret and is what ties the attempts of one retried request together. Lines go to
+``requests.jsonl`` in the data directory and, optionally, to stderr.
 """
 
 from __future__ import annotations
@@ -13,17 +16,41 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["RequestLog", "public_params"]
+__all__ = ["RequestLog", "public_params", "retry_fields"]
 
 _SECRET = re.compile(r"secret|token|signature|password|passwd|credential|accesskey|authoriz", re.I)
+
+RETRY_TRACE_HEADER = "odps-tunnel-retry-trace-id"
+RETRY_INDEX_HEADER = "odps-tunnel-retry-index"
+# A trace id is a UUID; a longer value is cut so a client cannot bloat every log line.
+_MAX_TRACE = 128
 
 
 def public_params(params: dict[str, str]) -> dict[str, str]:
     """``params`` without the ones that may carry a secret."""
     return {k: v for k, v in params.items() if not _SECRET.search(k)}
+
+
+def retry_fields(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The request's retry trace headers as log fields (``retry_trace_id``, ``retry_index``).
+
+    Only the headers the request carries appear. The index is logged as a number when it is
+    one (pyodps and our client send ``0``, ``1``, ...) and as the text sent otherwise, so a
+    malformed value is still visible rather than dropped.
+    """
+    fields: dict[str, Any] = {}
+    trace = headers.get(RETRY_TRACE_HEADER)
+    if trace is not None:
+        fields["retry_trace_id"] = trace[:_MAX_TRACE]
+    index = headers.get(RETRY_INDEX_HEADER)
+    if index is not None:
+        text = index.strip()
+        fields["retry_index"] = int(text) if text.isdigit() else index[:_MAX_TRACE]
+    return fields
 
 
 class RequestLog:

@@ -5,26 +5,34 @@ alike), so junk parameters pyodps adds (``curr_project``, ``reload=False``, ``up
 never change the route. The ``/api`` prefix of the service endpoint is removed before this;
 ``on_service`` says whether it was there (``/logview/host`` exists only on the service
 endpoint; everything else is served on both, as one server is both endpoints).
+
+A request naming a ``quotaName`` has that quota checked before its handler runs (see
+``limits.check_quota``; off unless the emulator is given its list of quotas).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .call import Handler
+from starlette.responses import Response
+
+from .call import Call, Handler
 from .errors import EmulatorError
 from .handlers import (
     download,
     instance_tunnel,
     instances,
     preview,
+    schemas,
     service,
     stream,
     tables,
     upload,
     upsert,
     volume,
+    volume_rest,
 )
+from .limits import check_quota
 
 __all__ = ["Route", "resolve"]
 
@@ -110,8 +118,37 @@ def _instance_route(method: str, params: dict[str, str]) -> tuple[Handler, str] 
     return None
 
 
+def _schema_route(method: str, rest: list[str], args: dict[str, str], resource: str) -> Route:
+    """``/projects/{p}/schemas`` (list, create) and ``/projects/{p}/schemas/{s}`` (get, drop)."""
+    if len(rest) == 1:
+        handler = {"GET": schemas.list_schemas, "POST": schemas.create_schema}.get(method)
+    else:
+        args["schema"] = rest[1]
+        handler = {"GET": schemas.get_schema, "DELETE": schemas.drop_schema}.get(method)
+    if handler is None:
+        raise _unsupported(method, resource)
+    return Route(handler, None, args)
+
+
+def _quota_checked(handler: Handler) -> Handler:
+    """``handler``, after the request's ``quotaName`` is checked against the known quotas."""
+
+    async def checked(call: Call) -> Response:
+        check_quota(call.state.config.quotas, call.params.get("quotaName"))
+        return await handler(call)
+
+    return checked
+
+
 def resolve(method: str, resource: str, params: dict[str, str], on_service: bool = True) -> Route:
     """The route of a request; unknown paths raise a 404 error."""
+    route = _route(method, resource, params, on_service)
+    if params.get("quotaName"):
+        route.handler = _quota_checked(route.handler)
+    return route
+
+
+def _route(method: str, resource: str, params: dict[str, str], on_service: bool) -> Route:
     parts = [p for p in resource.split("/") if p]
     if on_service and parts == ["logview", "host"] and method == "GET":
         return Route(service.logview_host)
@@ -123,6 +160,8 @@ def resolve(method: str, resource: str, params: dict[str, str], on_service: bool
         if method == "GET":
             return Route(service.project_meta, None, args)
         raise _unsupported(method, resource)
+    if rest[0] == "schemas" and len(rest) <= 2:
+        return _schema_route(method, rest, args, resource)
     if rest[0] == "schemas" and len(rest) >= 3 and rest[2] == "tables":
         args["schema"] = rest[1]
         rest = rest[2:]
@@ -140,13 +179,18 @@ def resolve(method: str, resource: str, params: dict[str, str], on_service: bool
         if found is not None:
             return Route(found[0], found[1], args)
         raise _unsupported(method, resource)
-    if rest[0] == "volumes" and len(rest) == 2 and method == "GET":
-        args["volume"] = rest[1]
-        return Route(service.volume_meta, None, args)
+    if rest[0] == "volumes" and len(rest) <= 3:
+        args.update(zip(("volume", "partition"), rest[1:], strict=False))
+        found = volume_rest.route(method, rest[1:], params)
+        if found is not None:
+            return Route(found[0], found[1], args)
+        raise _unsupported(method, resource)
     if rest == ["tunnel"] and method == "GET":
         return Route(service.tunnel_router, None, args)
     if rest == ["authorization"] and method == "POST":
-        return Route(service.sign_bearer_token, None, args)
+        if "sign_bearer_token" in params:
+            return Route(service.sign_bearer_token, None, args)
+        return Route(instances.security_query, "sql", args)
     if rest == ["logs"] and method == "PUT":
         return Route(service.accept_logs, None, args)
     if rest[0] == "tunnel" and len(rest) in (2, 3) and rest[1] in ("uploads", "downloads"):

@@ -57,6 +57,11 @@ SERVE_OPTIONS = {
     "commit_rate_limit": "--commit-rate-limit",
     "instance_wait": "--instance-wait",
     "upsert_commit_delay": "--upsert-commit-delay",
+    "upsert_hasher": "--upsert-hasher",
+    "upsert_idle_timeout": "--upsert-idle-timeout",
+    "download_init_delay": "--download-init-delay",
+    "quotas": "--quotas",
+    "protected_projects": "--protected-projects",
 }
 
 
@@ -72,6 +77,12 @@ def option_args(config: EmulatorConfig) -> list[str]:
         args.append("--no-request-log")
     if config.request_log_stderr:
         args.append("--request-log-stderr")
+    if not config.download_metrics:
+        args.append("--no-download-metrics")
+    if config.idempotent_commit:
+        args.append("--idempotent-commit")
+    if config.upsert_partial_update:
+        args.append("--upsert-partial-update")
     return args
 
 
@@ -298,8 +309,9 @@ class Emulator:
     verifies v2 signatures made with ``access_id``/``secret_access_key``. Extra keyword
     arguments are :class:`EmulatorConfig` fields (``session_lifetime``, ``max_field_size``,
     ``preview_limit``, ``instance_result_limit``, ``session_rate_limit``,
-    ``commit_rate_limit``, ``instance_wait``, ``upsert_commit_delay``, ``request_log``,
-    ``request_log_stderr``).
+    ``commit_rate_limit``, ``instance_wait``, ``upsert_commit_delay``, ``quotas``,
+    ``protected_projects``, ``download_init_delay``, ``download_metrics``,
+    ``idempotent_commit``, ``request_log``, ``request_log_stderr``).
     """
 
     def __init__(

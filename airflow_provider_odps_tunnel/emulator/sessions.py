@@ -32,6 +32,7 @@ _NOT_FOUND = {
     "upsert": ("UpsertSessionNotFound", "upsert"),
     "volume_upload": ("NoSuchUpload", "volume upload"),
     "volume_download": ("NoSuchDownload", "volume download"),
+    "volume_fs_write": ("NoSuchUpload", "file-system volume write"),
     "instance_download": ("NoSuchDownload", "instance download"),
 }
 # Statuses after which a session accepts no more data.

@@ -12,7 +12,7 @@ from .clock import Clock
 from .faults import FaultRegistry
 from .ingest import Spool, abort_spools
 from .instances import InstanceStore
-from .limits import RateLimit, RateLimiter
+from .limits import RateLimit, RateLimiter, name_list
 from .pins import FilePins
 from .requestlog import RequestLog
 from .sessions import SessionStore
@@ -35,6 +35,22 @@ class EmulatorConfig:
     also prints each line. ``upsert_commit_delay`` (seconds of the emulator's clock; 0 = off)
     makes an upsert commit report ``committing`` for that long before ``committed`` (for
     clients that poll; pyodps does not know that status, so it is off by default).
+    ``upsert_hasher`` (``default`` or ``legacy``) is the hasher new upsert sessions announce
+    and check bucket ownership with; ``upsert_partial_update`` lets them take partial
+    updates (``enable_partial_update``); ``upsert_idle_timeout`` (seconds of the emulator's
+    clock; 0 = off) expires a normal upsert session no request has touched for that long,
+    which clients' keep-alive reloads prevent.
+    ``quotas`` (comma-separated names, or a list) are the tunnel quotas that exist: a request
+    naming another ``quotaName`` is answered 404 ``QuotaNotExist`` (None, the default:
+    every quota name is accepted). ``protected_projects`` (same form) have the service's
+    project protection on: their query results cannot be downloaded through the instance
+    tunnel except in the limited mode (403 ``NoPermission``).
+    ``download_metrics`` puts the metrics block into record download bodies for clients of
+    tunnel version 6 and up, as the service does (off: bodies end with count and checksum).
+    ``download_init_delay`` (seconds of the emulator's clock; 0 = off) makes an
+    ``asyncmode`` download session answer ``initiating`` for that long before ``normal``.
+    ``idempotent_commit`` answers a second commit of a committed upload session with the
+    session again instead of the service's 409 ``StatusConflict``.
     """
 
     data_dir: Path
@@ -54,11 +70,21 @@ class EmulatorConfig:
     request_log: bool = True
     request_log_stderr: bool = False
     upsert_commit_delay: float = 0.0
+    upsert_hasher: str = "default"
+    upsert_partial_update: bool = False
+    upsert_idle_timeout: float = 0.0
+    quotas: str | None = None
+    protected_projects: str | None = None
+    download_metrics: bool = True
+    download_init_delay: float = 0.0
+    idempotent_commit: bool = False
     extra_credentials: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.session_rate_limit = RateLimit.parse(self.session_rate_limit)
         self.commit_rate_limit = RateLimit.parse(self.commit_rate_limit)
+        self.quotas = name_list(self.quotas)
+        self.protected_projects = name_list(self.protected_projects)
 
     @property
     def credentials(self) -> dict[str, str]:

@@ -249,8 +249,9 @@ class OdpsTunnelHook(BaseHook):
 
     @staticmethod
     def arrow_schema(session: Any) -> pa.Schema:
-        """The Arrow schema of a session's data columns (what its writers accept)."""
-        return odps_schema_to_arrow_schema(session.schema)
+        """The Arrow schema of a session's data columns (what its writers accept). An upsert
+        session's ``schema`` also lists the hidden upsert columns; its ``data_schema`` not."""
+        return odps_schema_to_arrow_schema(getattr(session, "data_schema", None) or session.schema)
 
     def write_block(
         self,

@@ -213,7 +213,7 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         for index in range(done, len(pieces)):
             upserted, deleted = self.hook.upsert_batches(
                 stream,
-                session.schema,
+                session.data_schema,
                 source.read([pieces[index]], arrow_schema),
                 delete_column=self.delete_column,
             )

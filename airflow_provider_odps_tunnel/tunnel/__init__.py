@@ -28,6 +28,7 @@ from .options import options
 
 if TYPE_CHECKING:
     from .codec.compression import CompressOption
+    from .codec.hasher import RecordHasher
     from .codec.partition import PartitionSpec
     from .codec.record import Record
     from .codec.schema import Column, TableSchema
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .io.record_writer import BufferedRecordWriter, RecordWriter
     from .parallel import download_to_files, iter_arrow_batches
     from .progress import ProgressEvent
+    from .sessions.slot import Slot
     from .sessions.stream_upload import TableStreamUploadSession
     from .sessions.table_download import BufferedRecordReader, TableDownloadSession
     from .sessions.upload import TableUploadSession
@@ -49,12 +51,14 @@ if TYPE_CHECKING:
     from .volume_tunnel import (
         VolumeDownloadSession,
         VolumeFSTunnel,
+        VolumeFSWriter,
         VolumeTunnel,
         VolumeUploadSession,
     )
 
 _LAZY = {
     "CompressOption": ".codec.compression",
+    "RecordHasher": ".codec.hasher",
     "PartitionSpec": ".codec.partition",
     "Record": ".codec.record",
     "Column": ".codec.schema",
@@ -72,6 +76,7 @@ _LAZY = {
     "download_to_files": ".parallel",
     "iter_arrow_batches": ".parallel",
     "ProgressEvent": ".progress",
+    "Slot": ".sessions.slot",
     "TableStreamUploadSession": ".sessions.stream_upload",
     "BufferedRecordReader": ".sessions.table_download",
     "TableDownloadSession": ".sessions.table_download",
@@ -83,8 +88,18 @@ _LAZY = {
     "TableTunnel": ".table_tunnel",
     "VolumeDownloadSession": ".sessions.volume",
     "VolumeFSTunnel": ".volume_tunnel",
+    "VolumeFSWriter": ".volume_tunnel",
     "VolumeTunnel": ".volume_tunnel",
     "VolumeUploadSession": ".sessions.volume",
+}
+
+# Module-level names of the sessions' status enums, as pyodps's odps.tunnel has them.
+_STATUS_ALIASES = {
+    "TableDownloadStatus": "TableDownloadSession",
+    "TableUploadStatus": "TableUploadSession",
+    "InstanceDownloadStatus": "InstanceDownloadSession",
+    "VolumeUploadStatus": "VolumeUploadSession",
+    "VolumeDownloadStatus": "VolumeDownloadSession",
 }
 
 __all__ = [
@@ -96,14 +111,22 @@ __all__ = [
     "TableDownloadSession",
     "TableUploadSession",
     "TableStreamUploadSession",
+    "Slot",
     "TableUpsertSession",
     "InstanceDownloadSession",
     "Instance",
     "SQLTaskError",
     "VolumeUploadSession",
     "VolumeDownloadSession",
+    "VolumeFSWriter",
     "Upsert",
     "CompressOption",
+    "RecordHasher",
+    "TableDownloadStatus",
+    "TableUploadStatus",
+    "InstanceDownloadStatus",
+    "VolumeUploadStatus",
+    "VolumeDownloadStatus",
     "TunnelRecordReader",
     "TunnelArrowReader",
     "ArrowWriter",
@@ -131,6 +154,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _STATUS_ALIASES:
+        value = __getattr__(_STATUS_ALIASES[name]).Status
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,7 +58,8 @@ class BaseTunnel:
 
     @property
     def tunnel_rest(self) -> RestClient:
-        """The pooled HTTP client of the tunnel endpoint."""
+        """The pooled HTTP client of the tunnel endpoint; a discovered endpoint is the one
+        the service names for this tunnel's project (as pyodps asks for its own project)."""
         if self._given_client is not None and self._endpoint is None:
             return self._given_client
-        return self._entry.tunnel_client(self._endpoint, self._quota_name)
+        return self._entry.tunnel_client(self._endpoint, self._quota_name, self._project)

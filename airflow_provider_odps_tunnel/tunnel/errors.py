@@ -17,6 +17,7 @@ __all__ = [
     "DataStreamError",
     "ChecksumError",
     "StreamTruncatedError",
+    "DatetimeOverflowError",
     "RecordValidationError",
     "ServerError",
     "NoSuchObject",
@@ -101,9 +102,10 @@ class TunnelError(Exception):
         super().__init__(message)
         self.message = message
         for name in _CONTEXT_FIELDS:
-            if name == "code" and context.get(name) is None:
-                continue
-            setattr(self, name, context.pop(name, None))
+            value = context.pop(name, None)
+            if name == "code" and value is None:
+                continue  # the class's own code stands
+            setattr(self, name, value)
         if context:
             raise TypeError(f"unknown error context {sorted(context)}")
 
@@ -152,6 +154,12 @@ class ChecksumError(DataStreamError):
 
 class StreamTruncatedError(DataStreamError):
     """A body ended before its footer: rows may be missing."""
+
+
+class DatetimeOverflowError(DataStreamError, OverflowError):
+    """A well-formed date or time value that Python cannot hold (a DATETIME of year 0, the
+    service's range starts there). Reading it again gives the same value, so readers do not
+    re-open the body for it; like pyodps's error of this name it is an ``OverflowError``."""
 
 
 class RecordValidationError(TunnelError, ValueError):

@@ -39,7 +39,8 @@ class InstanceTunnel(BaseTunnel):
         session_subquery_id: int = -1,
         **kw: Any,
     ) -> InstanceDownloadSession:
-        """A download session of ``instance`` (an id or an object with ``id``).
+        """A download session of ``instance`` (an id or an object with ``id``) in this
+        tunnel's project, as pyodps resolves it.
 
         Takes pyodps's arguments; ``limit_enabled`` is the older name of ``limit``.
         pyodps's session instance tunnels (``sessional=True`` with ``session_task_name``
@@ -71,4 +72,5 @@ class InstanceTunnel(BaseTunnel):
             self._quota_name,
             timeout,
             tags,
+            project=self._project,
         )

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
+from xml.etree import ElementTree
 
 import pyarrow as pa
-import requests
-import urllib3
 
 from .base import BaseTunnel
 from .codec.compression import CompressOption, build_compress_option
 from .codec.partition import PartitionSpec
-from .errors import DataStreamError
+from .errors import DataStreamError, TunnelConnectionError, TunnelError, TunnelTimeoutError
 from .options import normalize_tags
 from .sessions.preview import PreviewArrowReader, PreviewRecordReader
 from .sessions.stream_upload import TableStreamUploadSession
@@ -34,8 +34,8 @@ _BODY_ERRORS = (
     OSError,
     ValueError,
     pa.ArrowException,
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
+    TunnelConnectionError,  # a cut body or a reset connection (ResponseStream.read)
+    TunnelTimeoutError,
     DataStreamError,
 )
 
@@ -68,9 +68,17 @@ class TableTunnel(BaseTunnel):
         tags: str | list[str] | None = None,
         *,
         async_: bool | None = None,
+        **kw: Any,
     ) -> TableDownloadSession:
         """A download session of the table (partition); ``download_id`` reattaches.
-        ``async_`` is pyodps's other name of ``async_mode``."""
+        ``async_`` is pyodps's other name of ``async_mode``. ``**kw`` is in the signature
+        because pyodps's has it; any keyword in it is a ``TypeError``, as in pyodps."""
+        if kw:
+            raise TypeError(
+                f"create_download_session() got an unexpected keyword argument {next(iter(kw))!r}"
+            )
+        if async_ is not None:
+            async_mode = async_
         return TableDownloadSession(
             self.tunnel_rest,
             self._table(table, schema),
@@ -79,7 +87,7 @@ class TableTunnel(BaseTunnel):
             compress_option=build_compress_option(
                 compress_option, compress_algo, compress_level, compress_strategy
             ),
-            async_mode=async_mode if async_ is None else async_,
+            async_mode=async_mode,
             timeout=timeout,
             quota_name=self._quota_name,
             tags=tags,
@@ -132,10 +140,13 @@ class TableTunnel(BaseTunnel):
         slot_num: int = 0,
         dynamic_partition: bool = False,
     ) -> TableStreamUploadSession:
-        """A stream upload session (each flushed batch is committed on arrival)."""
+        """A stream upload session (each flushed batch is committed on arrival). With
+        ``allow_schema_mismatch=False`` and no ``schema_version`` the session is created at
+        the table's current schema version, read from its metadata as pyodps does."""
+        ref = self._table(table, schema)
         return TableStreamUploadSession(
             self.tunnel_rest,
-            self._table(table, schema),
+            ref,
             partition_spec,
             compress_option=build_compress_option(
                 compress_option, compress_algo, compress_level, compress_strategy
@@ -147,9 +158,40 @@ class TableTunnel(BaseTunnel):
             allow_schema_mismatch=allow_schema_mismatch,
             upload_id=upload_id,
             tags=tags,
+            schema_version_reloader=self._schema_version_reloader(ref),
             slot_num=slot_num,
             dynamic_partition=dynamic_partition,
         )
+
+    def _schema_version_reloader(self, ref: TableRef) -> Any:
+        """A callable returning the table's current schema version (``Reserved`` of its
+        metadata on the service endpoint): the first call reads the table, later ones its
+        extended metadata, as pyodps's reloader reloads the table's extended info."""
+        calls = 0
+
+        def reload_version() -> str | None:
+            nonlocal calls
+            if self._entry is None or self._entry.endpoint is None:
+                raise TunnelError(
+                    f"no service endpoint to read the schema version of {ref} from",
+                    table=str(ref),
+                )
+            flags = [("extended", "")] if calls else None
+            calls += 1
+            resp = self._entry.rest.request(
+                "GET", ref.resource(), params=flags, context={"table": str(ref)}
+            )
+            try:
+                text = ElementTree.fromstring(resp.content).findtext("Schema") or "{}"
+                reserved = json.loads(json.loads(text).get("Reserved") or "{}")
+            except (ElementTree.ParseError, ValueError, AttributeError) as exc:
+                raise TunnelError(
+                    f"the metadata of {ref} could not be read: {exc}", table=str(ref)
+                ) from None
+            version = reserved.get("schema_version")
+            return None if version in (None, "") else str(version)
+
+        return reload_version
 
     def create_upsert_session(
         self,
@@ -197,16 +239,22 @@ class TableTunnel(BaseTunnel):
         make_compat: bool = True,
         read_all: bool = False,
         tags: str | list[str] | None = None,
+        *,
         schema: str | None = None,
     ) -> Any:
         """The first ``limit`` rows (service default when None) without a session.
 
-        Returns an Arrow reader, or a record reader when ``arrow`` is False; with
-        ``read_all`` an Arrow reader's rows are returned as one ``pyarrow.Table``.
-        ``columns`` are sent in the order given; ask for them in table order, as the
-        service requires. ``make_compat`` turns struct-encoded timestamps into Arrow
-        timestamps. ``timeout`` is accepted for compatibility (the client's read timeout
-        applies).
+        Returns an Arrow reader (``read()`` gives one ``pyarrow.Table``), or a record
+        reader when ``arrow`` is False. With ``read_all`` an Arrow reader's rows are
+        returned as one ``pyarrow.Table`` (an extension: pyodps ignores ``read_all`` for
+        Arrow readers); a record reader always reads the body whole, as pyodps's does
+        with ``read_all``.
+        ``columns`` come back in the order given; they are requested in table order, as
+        pyodps does (the order is the table object's schema, else the table's metadata
+        from the service endpoint). ``make_compat`` turns struct-encoded timestamps into
+        Arrow timestamps. ``timeout`` is accepted for compatibility (the client's read
+        timeout applies). Like pyodps, no ``quotaName`` is sent: a preview is not a
+        session.
         """
         ref = self._table(table, schema)
         option = build_compress_option(
@@ -226,15 +274,48 @@ class TableTunnel(BaseTunnel):
         spec = PartitionSpec(partition_spec) if partition_spec else None
         params = {
             "limit": str(limit) if limit else "-1",
-            "columns": ",".join(columns) if columns else None,
+            "columns": ",".join(self._table_order(table, ref, columns)) if columns else None,
             "partition": spec.to_param() if spec else None,
-            "quotaName": self._quota_name,
         }
         context = {"table": str(ref), "partition": spec.to_param() if spec else None}
         reader = self._read_preview(ref, params, headers, columns, make_compat, context)
         if not arrow:
             return PreviewRecordReader(reader)
         return reader.read() if read_all else reader
+
+    def _table_order(self, table: Any, ref: TableRef, columns: list[str]) -> list[str]:
+        """``columns`` in the table's column order (names the table lacks last, as given,
+        so the service names them in its error)."""
+        names = _schema_names(table)
+        if names is None:
+            names = self._fetch_column_names(ref)
+        if names is None:
+            log.warning(
+                "preview of %s: no service endpoint to read the column order from; the "
+                "columns are requested in the order given",
+                ref,
+            )
+            return list(columns)
+        wanted = {c.lower() for c in columns}
+        known = {n.lower() for n in names}
+        ordered = [n for n in names if n.lower() in wanted]
+        return ordered + [c for c in columns if c.lower() not in known]
+
+    def _fetch_column_names(self, ref: TableRef) -> list[str] | None:
+        """The table's column names (partition columns last) from its metadata on the
+        service endpoint, as pyodps's table object loads them; None without an endpoint."""
+        if self._entry is None or self._entry.endpoint is None:
+            return None
+        resp = self._entry.rest.request("GET", ref.resource(), context={"table": str(ref)})
+        try:
+            text = ElementTree.fromstring(resp.content).findtext("Schema") or "{}"
+            schema = json.loads(text)
+        except (ElementTree.ParseError, ValueError) as exc:
+            raise TunnelError(
+                f"the metadata of {ref} could not be read: {exc}", table=str(ref)
+            ) from None
+        columns = (schema.get("columns") or []) + (schema.get("partitionKeys") or [])
+        return [c["name"] for c in columns]
 
     def _read_preview(
         self,
@@ -284,6 +365,15 @@ class TableTunnel(BaseTunnel):
                 f"{broken.cause!r}",
                 **context,
             ) from broken.cause
+
+
+def _schema_names(table: Any) -> list[str] | None:
+    """Column names of a table object that carries its schema (pyodps ``Table``:
+    ``table_schema``), partition columns included; None for a name."""
+    schema = getattr(table, "table_schema", None)
+    if schema is None or isinstance(table, str | TableRef):
+        return None
+    return [c.name for c in schema]  # iterating yields the partition columns too
 
 
 class _BrokenPreview(Exception):

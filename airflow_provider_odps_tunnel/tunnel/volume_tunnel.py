@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, BinaryIO
+from xml.etree import ElementTree
 
 from .base import BaseTunnel
 from .codec.compression import CompressOption, build_compress_option
 from .errors import TunnelError
-from .io.volume import VolumeReader, VolumeWriter, deflate_only
+from .io.volume import VolumeFSWriter, VolumeReader, VolumeWriter, deflate_only
 from .options import normalize_tags
 from .sessions.volume import VolumeDownloadSession, VolumeUploadSession, volume_headers
 from .transport.resources import volume_resource
-from .transport.rest import open_body
+from .transport.rest import RestClient, open_body
 
 __all__ = [
     "VolumeTunnel",
@@ -26,7 +27,11 @@ __all__ = [
     "VolumeDownloadSession",
     "VolumeReader",
     "VolumeWriter",
+    "VolumeFSWriter",
 ]
+
+FS_PATH_HEADER = "x-odps-volume-fs-path"
+FS_SESSION_HEADER = "x-odps-volume-sessionid"
 
 
 class VolumeTunnel(BaseTunnel):
@@ -80,12 +85,20 @@ class VolumeTunnel(BaseTunnel):
 
 
 class VolumeFSTunnel(BaseTunnel):
-    """Files of file-system volumes, addressed by path (no sessions)."""
+    """Files of file-system volumes, addressed by path (no sessions).
+
+    The requests are pyodps 0.13.2's (``odps/tunnel/volumetunnel.py`` ``VolumeFSTunnel``):
+    a read is one ``GET`` with ``x-odps-volume-fs-path`` and a closed ``Range:
+    bytes=start-end``; without a ``length`` the file's length is read first from the
+    path's metadata (``GET ...?meta`` on the service endpoint), as pyodps does. A write
+    is a ``POST`` of the framed file, then a ``PUT`` with the ``x-odps-volume-sessionid``
+    the ``POST`` answered, which commits it.
+    """
 
     def _fs_headers(self, volume: str, path: str, tags: Any, **extra: Any) -> dict[str, Any]:
         return volume_headers(
             normalize_tags(tags),
-            **{"x-odps-volume-fs-path": f"/{volume}/{path.lstrip('/')}"},
+            **{FS_PATH_HEADER: f"/{volume}/{path.lstrip('/')}"},
             **extra,
         )
 
@@ -96,6 +109,24 @@ class VolumeFSTunnel(BaseTunnel):
         """The volume's name and the (deflate or no) compression of a file request."""
         name = volume if isinstance(volume, str) else volume.name
         return name, deflate_only(build_compress_option(compress_option, *compress))
+
+    def _service_rest(self) -> RestClient:
+        """The service endpoint's client (metadata lives there); the tunnel's if none is set."""
+        if self._entry is not None and self._entry.endpoint:
+            return self._entry.rest
+        return self.tunnel_rest
+
+    def _file_length(self, volume: Any, path: str) -> int:
+        """The length in bytes of the file ``path`` of a file-system volume."""
+        name = volume if isinstance(volume, str) else volume.name
+        headers = {FS_PATH_HEADER: f"/{name}/{path.lstrip('/')}"}
+        resp = self._service_rest().request(
+            "GET", volume_resource(self._project, name), params={"meta": ""}, headers=headers
+        )
+        try:
+            return int(ElementTree.fromstring(resp.content).findtext("Length") or 0)
+        except (ElementTree.ParseError, ValueError) as exc:
+            raise TunnelError(f"unreadable metadata of volume path /{name}/{path}: {exc}") from None
 
     def open_reader(
         self,
@@ -109,20 +140,22 @@ class VolumeFSTunnel(BaseTunnel):
         compress_strategy: int | None = None,
         tags: str | list[str] | None = None,
     ) -> VolumeReader:
-        """A reader of ``path`` from ``start`` for ``length`` bytes (to the end if None)."""
+        """A reader of ``length`` bytes of ``path`` from ``start`` (to the end if None)."""
         name, option = self._name_and_option(
             volume, compress_option, compress_algo, compress_level, compress_strategy
         )
         first = start or 0
+        if length is None:
+            length = self._file_length(name, path)
+        last = first + length - 1  # inclusive; -1 for an empty file, as pyodps sends it
         client = self.tunnel_rest
 
         def open_at(offset: int) -> BinaryIO:
-            end = "" if length is None else str(first + length - 1)
             headers = self._fs_headers(
                 name,
                 path,
                 tags,
-                Range=f"bytes={first + offset}-{end}",
+                Range=f"bytes={first + offset}-{last}",
                 **{"Accept-Encoding": "deflate" if option else None},
             )
             resource = volume_resource(self._project, name)
@@ -140,33 +173,34 @@ class VolumeFSTunnel(BaseTunnel):
         compress_level: int | None = None,
         compress_strategy: int | None = None,
         tags: str | list[str] | None = None,
-    ) -> VolumeWriter:
+    ) -> VolumeFSWriter:
         """A writer of ``path``; ``close()`` stores the file and commits it."""
         name, option = self._name_and_option(
             volume, compress_option, compress_algo, compress_level, compress_strategy
         )
         client = self.tunnel_rest
         resource = volume_resource(self._project, name)
+        headers = self._fs_headers(
+            name,
+            path,
+            tags,
+            **{
+                "Content-Type": "application/octet-stream",
+                "Content-Encoding": "deflate" if option else None,
+            },
+        )
 
         def upload(chunks: Iterator[bytes]) -> Any:
-            headers = self._fs_headers(
-                name,
-                path,
-                tags,
-                **{
-                    "Content-Type": "application/octet-stream",
-                    "Content-Encoding": "deflate" if option else None,
-                },
-            )
-            resp = client.request(
-                "POST", resource, params={"replication": replication}, headers=headers, data=chunks
-            )
-            session_id = resp.headers.get("x-odps-volume-sessionid")
+            params = {"replication": replication or None}
+            return client.request("POST", resource, params=params, headers=headers, data=chunks)
+
+        def commit(resp: Any) -> Any:
+            session_id = resp.headers.get(FS_SESSION_HEADER)
             if not session_id:
                 raise TunnelError("the volume write was not given a session id")
             commit_headers = self._fs_headers(
-                name, path, tags, **{"x-odps-volume-sessionid": session_id, "Content-Length": "0"}
+                name, path, tags, **{FS_SESSION_HEADER: session_id, "Content-Length": "0"}
             )
             return client.request("PUT", resource, headers=commit_headers)
 
-        return VolumeWriter(upload, option)
+        return VolumeFSWriter(upload, commit, option)

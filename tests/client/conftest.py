@@ -13,9 +13,13 @@ from airflow_provider_odps_tunnel.tunnel.transport import retry
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries wait milliseconds, so failure tests stay fast (Retry-After still applies)."""
+    """Retries wait milliseconds, so failure tests stay fast (Retry-After still applies);
+    a tunnel request answered 308/429 over and over gives up after 5 s instead of never."""
     monkeypatch.setattr(options, "retry_delay", 0.001)
     monkeypatch.setattr(options, "retry_max_delay", 0.01)
+    monkeypatch.setattr(options, "tunnel_retry_base_delay", 0.001)
+    monkeypatch.setattr(options, "tunnel_retry_max_delay", 0.01)
+    monkeypatch.setattr(options, "tunnel_retry_deadline", 5.0)
 
 
 class VirtualClock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -20,20 +19,16 @@ from airflow_provider_odps_tunnel.tunnel.transport.rest import Credentials, Rest
 from .fake_server import Answer, FakeServer
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    monkeypatch.setattr(options, "retry_delay", 0.001)
-    monkeypatch.setattr(options, "retry_max_delay", 0.01)
-
-
 @pytest.fixture
 def server():
     with FakeServer() as srv:
         yield srv
 
 
-def client(server: FakeServer, sts: str | None = None, prefix: str = "") -> RestClient:
-    return RestClient(Credentials("AK", "SK", sts), server.endpoint + prefix, "proj")
+def client(
+    server: FakeServer, sts: str | None = None, prefix: str = "", tunnel: bool = True
+) -> RestClient:
+    return RestClient(Credentials("AK", "SK", sts), server.endpoint + prefix, "proj", tunnel=tunnel)
 
 
 def error_body(code: str, message: str = "boom", **extra) -> bytes:
@@ -79,25 +74,36 @@ def test_xml_error_and_unknown_code(server):
     assert info.value.code == "Whatever" and info.value.request_id == "x1"
 
 
-def test_503_is_retried_for_get_not_for_post(server):
+def test_503_is_retried_for_any_tunnel_method(server):
+    """pyodps 0.13.2 retries a tunnel 5xx whatever the method (commits are POSTs)."""
     server.answers += [Answer(503), Answer(200, b"ok")]
     assert client(server).request("GET", "/x").content == b"ok"
     server.answers += [Answer(503), Answer(200, b"ok")]
+    assert client(server).request("POST", "/x").content == b"ok"
+    assert len(server.seen) == 4
+
+
+def test_503_is_retried_on_the_service_endpoint_for_get_not_for_post(server):
+    """The service endpoint keeps pyodps' REST-layer rule: a POST (a SQL submission) is
+    not sent twice after a 5xx unless the caller says it is safe."""
+    service = client(server, tunnel=False)
+    server.answers += [Answer(503), Answer(200, b"ok")]
+    assert service.request("GET", "/x").content == b"ok"
+    server.answers += [Answer(503), Answer(200, b"ok")]
     with pytest.raises(errors.ServiceUnavailable):
-        client(server).request("POST", "/x")
+        service.request("POST", "/x")
     server.answers.clear()
     server.answers += [Answer(500, error_body("InternalServerError")), Answer(200, b"ok")]
-    assert client(server).request("POST", "/x", retry_post=True).content == b"ok"
+    assert service.request("POST", "/x", retry_post=True).content == b"ok"
 
 
-def test_throttle_honours_retry_after(server):
+def test_throttle_honours_retry_after(server, virtual_clock):
     server.answers += [
         Answer(429, error_body("FlowExceeded"), {"Retry-After": "0.3"}),
         Answer(200, b"ok"),
     ]
-    started = time.monotonic()
     assert client(server).request("POST", "/x").content == b"ok"
-    assert time.monotonic() - started >= 0.3
+    assert virtual_clock.sleeps == [0.3]
     assert len(server.seen) == 2
 
 
@@ -128,10 +134,18 @@ def test_one_shot_body_is_not_resent(server):
 
 
 def test_retries_run_out(server, monkeypatch):
-    monkeypatch.setattr(options, "retry_times", 2)
+    monkeypatch.setattr(options, "server_error_retry_times", 2)
     server.answers += [Answer(502)] * 5
     with pytest.raises(errors.ServiceUnavailable):
         client(server).request("GET", "/x")
+    assert len(server.seen) == 3
+
+
+def test_service_retries_run_out_after_retry_times(server, monkeypatch):
+    monkeypatch.setattr(options, "retry_times", 2)
+    server.answers += [Answer(502)] * 5
+    with pytest.raises(errors.ServiceUnavailable):
+        client(server, tunnel=False).request("GET", "/x")
     assert len(server.seen) == 3
 
 

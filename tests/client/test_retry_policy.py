@@ -216,21 +216,39 @@ def test_an_error_of_the_status_check_is_raised_as_it_is(virtual_clock):
 
 def test_request_policy_budgets_come_from_options(monkeypatch):
     monkeypatch.setattr(options, "retry_times", 2)
-    monkeypatch.setattr(options, "throttle_retry_times", 7)
-    throttle, failure = request_policy(idempotent=True).rules
-    assert (throttle.retries, failure.retries) == (7, 2)
-    assert throttle.when(throttled()) and not throttle.when(server_error())
-    assert failure.when(server_error()) and failure.when(errors.TunnelConnectionError("reset"))
-    not_idempotent = request_policy(idempotent=False).rules[1]
-    assert not not_idempotent.when(server_error())
+    monkeypatch.setattr(options, "throttle_retry_times", 9)
+    monkeypatch.setattr(options, "server_error_retry_times", 3)
+    monkeypatch.setattr(options, "tunnel_retry_deadline", 600.0)
+    policy = request_policy(idempotent=True)
+    moved, server, connection = policy.rules
+    assert (moved.retries, server.retries, connection.retries) == (9, 3, 2)
+    assert policy.deadline == 600.0
+    assert moved.when(throttled()) and not moved.when(server_error())
+    assert server.when(server_error()) and not server.when(throttled())
+    assert connection.when(errors.TunnelConnectionError("reset"))
+    not_idempotent = request_policy(idempotent=False).rules[2]
+    assert not not_idempotent.when(errors.TunnelConnectionError("reset"))
+
+
+def test_request_policy_defaults_are_pyodps(monkeypatch):
+    """pyodps 0.13.2 ``odps/tunnel/retry.py``: 308/429 without a count limit, 5xx/408 at
+    most 7 times, waits 1 s doubling to 64 s; no overall deadline."""
+    defaults = type(options)()
+    for name in ("tunnel_retry_base_delay", "tunnel_retry_max_delay", "tunnel_retry_deadline"):
+        monkeypatch.setattr(options, name, getattr(defaults, name))
+    policy = request_policy(idempotent=True)
+    moved, server, _ = policy.rules
+    assert (moved.retries, server.retries, policy.deadline) == (None, 7, None)
+    assert [server.backoff.wait(n) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 64, 64, 64]
 
 
 def test_request_retries_wait_on_the_clients_clock(virtual_clock):
     with FakeServer() as srv:
-        srv.answers += [Answer(503), Answer(503, headers={"Retry-After": "2"}), Answer(500)]
+        srv.answers += [Answer(503), Answer(503, headers={"Retry-After": "3"}), Answer(500)]
         srv.answers += [Answer(200, b'{"DownloadID": "d1", "Status": "normal"}')]
         odps = ODPS("AK", "SK", "proj", tunnel_endpoint=srv.endpoint)
         session = TableTunnel(odps).create_download_session("t", download_id="d1")
     assert session.id == "d1" and len(srv.seen) == 4
-    # options.retry_delay 0.001 doubling (the client tests' fast retries); Retry-After 2 s
-    assert virtual_clock.sleeps == pytest.approx([0.001, 2.0, 0.004])
+    # options.tunnel_retry_base_delay 0.001 doubling (the client tests' fast retries);
+    # Retry-After 3 s
+    assert virtual_clock.sleeps == pytest.approx([0.001, 3.0, 0.004])

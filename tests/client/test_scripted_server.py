@@ -61,7 +61,7 @@ def test_slot_reassignment_follows_the_routed_server(server):
     assert first.headers["odps-tunnel-routed-server"] == "127.0.0.1:1"
     assert second.headers["odps-tunnel-routed-server"] == "127.0.0.1:2"
     assert second.query["record_count"] == "1" and second.body == first.body
-    assert session.buckets[0] == ("0", "127.0.0.1:2")
+    assert (session.buckets[0].slot, session.buckets[0].server) == ("0", "127.0.0.1:2")
 
 
 def test_commit_polls_until_the_session_is_gone(server):

@@ -3,11 +3,18 @@ and their results read through our instance tunnel."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import itertools
 import json
+import logging
 import pickle
+from decimal import Decimal
 from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from airflow_provider_odps_tunnel.tunnel import (
@@ -176,3 +183,80 @@ def test_wait_polls_until_the_instance_ends(odps, monkeypatch, virtual_clock):
     monkeypatch.setattr(Instance, "is_terminated", lambda self: next(answers))
     instance.wait_for_completion()
     assert virtual_clock.sleeps == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+
+
+def _typed_rows(instance: Instance) -> tuple[list[str], list[list]]:
+    with instance.open_reader() as reader:
+        types = [c.type.name for c in reader.schema.simple_columns]
+        return types, [list(r.values) for r in reader]
+
+
+def test_exact_decimals_through_sql(odps, tunnel, table_name):
+    name = table_name()
+    odps.execute_sql(f"CREATE TABLE {name} (id BIGINT, d DECIMAL)")
+    values = [Decimal("22222"), Decimal("0.1"), Decimal("12345678901234567890.123456789012345678")]
+    upload = tunnel.create_upload_session(name)
+    with upload.open_record_writer(0) as writer:
+        for idx, value in enumerate(values):
+            writer.write(upload.new_record([idx, value]))
+    upload.commit([0])
+    instance = odps.execute_sql(f"SELECT d, d * 2, 0.1BD + 0.2BD FROM {name} ORDER BY id")
+    with decimal.localcontext(prec=60):
+        expected = [[v, v * 2, Decimal("0.3")] for v in values]
+    assert _rows(instance) == expected
+    csv_text = instance.get_task_results()["AnonymousSQLTask"]
+    assert csv_text.splitlines()[1].split(",")[0] in ("22222", "22222.000000000000000000")
+
+
+def test_intervals_and_the_sql_time_zone(odps):
+    instance = odps.execute_sql(
+        "SELECT interval_day_time('1 02:03:04.5') AS a, INTERVAL '1-2' YEAR TO MONTH AS b"
+    )
+    types, rows = _typed_rows(instance)
+    assert types == ["interval_day_time", "interval_year_month"]
+    assert rows[0][0] == pd.Timedelta(days=1, hours=2, minutes=3, seconds=4.5)
+    assert rows[0][1].total_months() == 14
+
+    query = "SELECT DATETIME '2024-01-01 00:00:00' AS at"
+    midnight = {
+        zone: dt.datetime(2024, 1, 1, tzinfo=ZoneInfo(zone)).timestamp()
+        for zone in ("UTC", "Asia/Shanghai")
+    }
+    for zone, instant in midnight.items():
+        hinted = odps.execute_sql(query, hints={"odps.sql.timezone": zone})
+        assert _rows(hinted)[0][0].timestamp() == instant
+        scripted = odps.execute_sql(f"set odps.sql.timezone={zone}; {query}")
+        assert _rows(scripted)[0][0].timestamp() == instant
+        text = scripted.get_task_results()["AnonymousSQLTask"]
+        assert text.splitlines()[1] == "2024-01-01 00:00:00"  # wall clock in the zone
+
+
+def test_datetime_of_year_one_and_zero_through_sql(odps, table_name, caplog):
+    name = table_name()
+    odps.execute_sql(f"CREATE TABLE {name} (id BIGINT, moment DATETIME)")
+    odps.execute_sql(
+        f"INSERT INTO {name} VALUES (0, DATETIME '0000-01-01 00:00:00'), "
+        "(1, DATETIME '0001-01-01 00:00:00')"
+    )
+    one = odps.execute_sql(f"SELECT moment FROM {name} WHERE id = 1")
+    assert _rows(one)[0][0].replace(tzinfo=None) == dt.datetime(1, 1, 1)
+    everything = odps.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id")
+    text = everything.get_task_results()["AnonymousSQLTask"]
+    assert text.splitlines()[1:] == ["0,0000-01-01 00:00:00", "1,0001-01-01 00:00:00"]
+    with everything.open_reader(arrow=True) as reader:  # the whole body arrives
+        table = reader.read()
+    assert table.column("moment").cast(pa.int64()).to_pylist() == [
+        -62167219200000,
+        -62135596800000,
+    ]
+    # Records: year 0 has no Python datetime; the decoder names the value it received, as
+    # an OverflowError like pyodps's, and the body is not re-read for it (same value again).
+    reader = everything.open_reader()
+    with (
+        caplog.at_level(logging.WARNING, logger="airflow_provider_odps_tunnel.tunnel.io"),
+        pytest.raises(errors.DatetimeOverflowError, match="-62167219200000"),
+        reader,
+    ):
+        list(reader)
+    assert isinstance(errors.DatetimeOverflowError("x"), OverflowError)
+    assert not [r for r in caplog.records if "re-opening" in r.getMessage()]

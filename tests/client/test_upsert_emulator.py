@@ -100,7 +100,7 @@ def pk_table(emulator_table) -> str:
 def test_slot_moves_are_followed_and_each_body_applied_once(tunnel, emulator, pk_table, faults):
     session = tunnel.create_upsert_session(pk_table, slot_num=3)
     home = f"{emulator.host}:{emulator.port}"
-    assert {server for _, server in session.buckets.values()} == {home}
+    assert {slot.server for slot in session.buckets.values()} == {home}
     faults.add(method="PUT", session_kind="upsert", kind="move_slot", times=4)
     expected = write_rows(session)
     session.commit()
@@ -117,8 +117,8 @@ def test_slot_moves_are_followed_and_each_body_applied_once(tunnel, emulator, pk
     # The session now lists the moved slots on their new servers, a slot's buckets together.
     again = tunnel.create_upsert_session(pk_table, upsert_id=session.id)
     slots: dict[str, set[str]] = {}
-    for slot, server in again.buckets.values():
-        slots.setdefault(slot, set()).add(server)
+    for slot in again.buckets.values():
+        slots.setdefault(slot.slot, set()).add(slot.server)
     assert all(len(servers) == 1 for servers in slots.values())
     moved = {s for servers in slots.values() for s in servers} - {home}
     assert moved and all(s.startswith("127.0.0.") and s != home for s in moved)
@@ -129,7 +129,7 @@ def test_slot_move_to_a_named_server(tunnel, emulator, pk_table, faults):
     faults.add(session_kind="upsert", kind="move_slot", server="10.1.2.3:9000")
     with session.open_upsert_stream() as stream:
         stream.upsert([7, "seven", 7.0])
-    assert set(session.buckets.values()) == {("0", "10.1.2.3:9000")}
+    assert {(s.slot, s.server) for s in session.buckets.values()} == {("0", "10.1.2.3:9000")}
     session.commit()
     assert table_rows(emulator, pk_table) == [[7, "seven", 7.0]]
     lines = log_lines(emulator, session.id, lambda ls: len(put_statuses(ls)) >= 2)
@@ -146,7 +146,7 @@ def test_slot_move_without_a_routed_server_makes_the_client_reload(
         stream.upsert([1, "one", 1.0])
     session.commit()
     assert table_rows(emulator, pk_table) == [[1, "one", 1.0]]
-    (server,) = {server for _, server in session.buckets.values()}
+    (server,) = {slot.server for slot in session.buckets.values()}
     assert server != f"{emulator.host}:{emulator.port}"
     lines = log_lines(emulator, session.id, lambda ls: len(put_statuses(ls)) >= 2)
     sequence = [(x["method"], x["status"]) for x in lines]
@@ -160,11 +160,11 @@ def test_a_stale_route_is_redirected_not_applied(tunnel, emulator, pk_table, fau
     faults.add(session_kind="upsert", kind="move_slot")
     with session.open_upsert_stream() as stream:
         stream.upsert([1, "one", 1.0])
-    moved = session.buckets[0][1]
+    moved = session.buckets[0].server
     with stale.open_upsert_stream() as stream:  # still names the old server: 308, then resent
         stream.upsert([2, "two", 2.0])
         stream.delete([1, None, None])
-    assert set(stale.buckets.values()) == {("0", moved)}
+    assert {(s.slot, s.server) for s in stale.buckets.values()} == {("0", moved)}
     session.commit()
     assert table_rows(emulator, pk_table) == [[2, "two", 2.0]]
     assert faults.counts == {"move_slot": 1}
@@ -180,7 +180,7 @@ def test_a_stale_route_is_redirected_not_applied(tunnel, emulator, pk_table, fau
 
 
 def test_a_bucket_that_keeps_moving_fails_clearly_and_applies_nothing(
-    tunnel, emulator, pk_table, faults, monkeypatch
+    tunnel, emulator, pk_table, faults, monkeypatch, virtual_clock
 ):
     monkeypatch.setattr(options, "throttle_retry_times", 2)
     session = tunnel.create_upsert_session(pk_table)
@@ -190,7 +190,9 @@ def test_a_bucket_that_keeps_moving_fails_clearly_and_applies_nothing(
     with pytest.raises(errors.TunnelError, match="keeps moving") as info:
         stream.close()
     assert info.value.session_id == session.id and info.value.block_id is not None
-    assert faults.counts["move_slot"] == 9  # 3 PUTs per attempt, 3 attempts of the flush
+    assert faults.counts["move_slot"] == 3  # the first PUT and 2 retries
+    base = options.tunnel_retry_base_delay  # the tunnel's 308 waits double (pyodps 0.13.2)
+    assert virtual_clock.sleeps == [base, 2 * base]
     assert applied_records(emulator, session.id) == 0
 
 

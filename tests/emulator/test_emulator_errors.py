@@ -57,7 +57,9 @@ def test_writing_to_a_committed_session(tunnel, emulator_table):
     with pytest.raises(errors.ODPSError) as info, session.open_record_writer(1) as writer:
         writer.write(session.new_record([2]))
     assert "StatusConflict" in _code(info)
-    session.commit([0])  # a repeated commit is idempotent
+    with pytest.raises(errors.ODPSError) as again:
+        session.commit([0])  # the service answers a second commit with a conflict
+    assert "StatusConflict" in _code(again)
 
 
 def test_bad_signature(emulator, emulator_table):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_odps_tunnel.emulator.sql.errors import SqlError
 from airflow_provider_odps_tunnel.emulator.sql.lexer import SqlSyntaxError, split_statements
 from airflow_provider_odps_tunnel.emulator.sql.statements import (
     CreateTable,
@@ -58,3 +59,18 @@ def test_bad_statements(text):
     with pytest.raises(SqlSyntaxError):
         for tokens in split_statements(text):
             parse_statement(tokens)
+
+
+def test_translation_of_decimal_and_interval_literals():
+    sql = (
+        "SELECT 1.50BD, 7BD, INTERVAL '1 02:03:04.5' DAY TO SECOND, INTERVAL '-1-2' YEAR TO "
+        "MONTH, INTERVAL 3 HOUR, interval_year_month('40-0'), interval_day_time(s) FROM t"
+    )
+    assert translate(one(sql)) == (
+        "SELECT CAST('1.50' AS DECIMAL(3,2)), CAST('7' AS DECIMAL(1,0)), "
+        "(to_microseconds(93784500000)), (to_months(-14)), (to_microseconds(10800000000)), "
+        "(to_months(480)), odps_interval_day_time(s) FROM t"
+    )
+    for bad in ("INTERVAL '1-12' YEAR TO MONTH", "INTERVAL '1:2' DAY", "INTERVAL '1' DAY TO YEAR"):
+        with pytest.raises(SqlError, match="cannot parse"):
+            translate(one(f"SELECT {bad}"))

@@ -72,14 +72,15 @@ TARGET = {
 }
 # Every cell's required outcome. An expired session cannot be used any more: the client
 # must say so. Preview has no session, so "expired" cannot fire there (exact). A corrupted
-# block or stream PUT is answered `CorruptedDataStream` (400), which reaches the caller as
-# with pyodps (rewriting the block is the retry); the upsert stream resends it itself.
+# block, stream or upsert PUT is answered `CorruptedDataStream` (400), which reaches the
+# caller as with pyodps (rewriting the block is the retry; pyodps 0.13.2's upsert flush
+# retries no 4xx either).
 EXPECTED = {
     (kind, fault): ("error" if fault == "expired" and kind != "preview" else "exact")
     for kind in KINDS
     for fault in FAULTS
 }
-EXPECTED["block", "crc"] = EXPECTED["stream", "crc"] = "error"
+EXPECTED["block", "crc"] = EXPECTED["stream", "crc"] = EXPECTED["upsert", "crc"] = "error"
 # "slow" (kind `delay`, DELAY s against a READ_TIMEOUT s read timeout), per cell:
 # - block: the block PUT waits before it is handled, and the commit waits *after* it has
 #   published the rows (`point="commit:published"`): the commit lands although the client
@@ -88,9 +89,10 @@ EXPECTED["block", "crc"] = EXPECTED["stream", "crc"] = "error"
 # - upsert: the same two faults; upserts are keyed by primary key and the commit is
 #   idempotent: exact.
 # - stream: every PUT is a commit, so the fault is the batch that lands and is answered
-#   late. The protocol gives a stream batch no idempotency key: re-sending it would store
-#   it twice (before the fix it was stored once per attempt: three times here), so the client
-#   must not retry and must say the batch may have been stored ("unknown", below).
+#   late. The client sends the batch again with the same retry trace id (and the next
+#   retry index), and the emulator answers a trace it already applied as a replay without
+#   storing it again: exact, rows stored once (see "drop_answer" in
+#   tests/client/test_stream_fidelity.py for the same with the answer cut).
 # - downloads, preview, instance download: the data GET waits; reading is idempotent, the
 #   reader asks again from its cursor: exact.
 # - volume_upload: the file write waits before it is handled, and so does the commit PUT,
@@ -98,12 +100,11 @@ EXPECTED["block", "crc"] = EXPECTED["stream", "crc"] = "error"
 #   replaces the file, and a commit retried on a committed session is answered as done:
 #   exact, file stored once.
 # - volume_download: the data GET waits; the reader resumes at its byte: exact.
-EXPECTED["stream", "slow"] = "unknown"
 # Cells whose request was carried out by the server although the client gave up, and which
 # cannot be repeated safely: the client raises a TunnelError saying the data may have been
-# stored. The fault lets the batch land before the late answer, so the table must hold it
-# exactly once.
-MAY_HAVE_LANDED = {("stream", "slow")}
+# stored, and the table must hold it exactly once. None is left: the stream batch, the last
+# such cell, is re-sent under its retry trace id.
+MAY_HAVE_LANDED: set[tuple[str, str]] = set()
 # A corrupted volume file write is answered `CorruptedDataStream` (400), as a block PUT is.
 EXPECTED["volume_upload", "crc"] = "error"
 # Known defects (docs/reliability.md): strict xfail, so a fix turns them into failures that

@@ -2,7 +2,9 @@
 
 A session pins the partition's snapshot (the manifest's file list) when it is created, so
 later commits, overwrites and upserts never change what it reads, and the files it reads
-are kept until it expires.
+are kept until it expires. With ``download_init_delay`` an ``asyncmode`` session is
+``initiating`` (reads refused with ``StatusConflict``) until that much of the emulator's
+clock has passed, as the service prepares a large snapshot in the background.
 """
 
 from __future__ import annotations
@@ -13,15 +15,23 @@ from starlette.responses import Response
 
 from ..call import Call, json_response
 from ..catalog import DataFile, TableInfo
+from ..errors import EmulatorError
 from .reading import check_readable, row_range, rows_response, selected_columns
 
 __all__ = ["create", "reload", "read"]
 
 
-def session_json(session: dict[str, Any], info: TableInfo) -> dict[str, Any]:
+def _status(session: dict[str, Any], now: float) -> str:
+    """``expired``, ``initiating`` (before its ``ready_at``) or ``normal``."""
+    if session["status"] == "expired":
+        return "expired"
+    return "initiating" if now < session.get("ready_at", 0.0) else "normal"
+
+
+def session_json(session: dict[str, Any], info: TableInfo, now: float) -> dict[str, Any]:
     return {
         "DownloadID": session["id"],
-        "Status": "expired" if session["status"] == "expired" else "normal",
+        "Status": _status(session, now),
         "RecordCount": session["rows"],
         "Schema": info.schema.to_json(),
         "QuotaName": session.get("quota", ""),
@@ -30,25 +40,25 @@ def session_json(session: dict[str, Any], info: TableInfo) -> dict[str, Any]:
 
 
 async def create(call: Call) -> Response:
-    """``POST T?downloads``: snapshot the partition. ``asyncmode`` sessions are ready at
-    once (status ``normal``), which every client accepts."""
+    """``POST T?downloads[&asyncmode=true]``: snapshot the partition. An ``asyncmode``
+    session is ready at once unless ``download_init_delay`` is set."""
     state = call.state
     info = call.table()
     params = call.session_params(info)
     call.limit_sessions(info, "download")
+    now = state.clock.now()
+    data: dict[str, Any] = {}
+    if call.flag("asyncmode") and state.config.download_init_delay > 0:
+        data["ready_at"] = now + state.config.download_init_delay
     with state.catalog.table_lock(info):
         snapshot = state.catalog.snapshot(info, params.partition)
-        session = call.new_session(
-            "download",
-            params,
-            {
-                "version": snapshot.version,
-                "files": [f.to_json() for f in snapshot.files],
-                "rows": snapshot.rows,
-            },
-            info,
+        data.update(
+            version=snapshot.version,
+            files=[f.to_json() for f in snapshot.files],
+            rows=snapshot.rows,
         )
-    return json_response(session_json(session, info))
+        session = call.new_session("download", params, data, info)
+    return json_response(session_json(session, info, now))
 
 
 def _session(call: Call, info: TableInfo) -> dict[str, Any]:
@@ -58,7 +68,7 @@ def _session(call: Call, info: TableInfo) -> dict[str, Any]:
 async def reload(call: Call) -> Response:
     """``GET T?downloadid=``."""
     info = call.table()
-    return json_response(session_json(_session(call, info), info))
+    return json_response(session_json(_session(call, info), info, call.state.clock.now()))
 
 
 async def read(call: Call) -> Response:
@@ -66,6 +76,10 @@ async def read(call: Call) -> Response:
     info = call.table()
     session = _session(call, info)
     check_readable(session, "download")
+    if _status(session, call.state.clock.now()) == "initiating":
+        raise EmulatorError.status_conflict(
+            f"The download session {session['id']} is initiating; reload until it is normal"
+        )
     start, count = row_range(call, session["rows"])
     files = [DataFile.from_json(f) for f in session["files"]]
     selected = selected_columns(call, info.schema, info.name)

@@ -4,8 +4,12 @@
 (``InstanceNotTerminate`` while it runs, ``InstanceTypeNotSupported`` when the instance
 produced no query result, ``TaskFailed`` when it failed); with
 ``instance_tunnel_limit_enabled`` the session holds at most ``instance_result_limit``
-(10,000) rows, as the service's limited mode does. Reads are table-download reads of the
-result files, except that Arrow bodies carry TIMESTAMP values as ``struct<sec, nano>``.
+(10,000) rows, as the service's limited mode does. In a protected project (the service's
+project protection; ``EmulatorConfig.protected_projects``) only that limited mode is
+allowed: an unlimited session is refused with 403 ``NoPermission``, which pyodps answers by
+warning and opening a limited session when the caller left ``limit`` unset. Reads are
+table-download reads of the result files, except that Arrow bodies carry TIMESTAMP values
+as ``struct<sec, nano>``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 from ..call import Call, json_response
 from ..catalog import DataFile
 from ..errors import EmulatorError
+from ..limits import names
 from ..sql.results import QueryResult
 from .reading import check_readable, row_range, rows_response, selected_columns
 
@@ -53,9 +58,12 @@ async def create(call: Call) -> Response:
             "The instance has no query result: only SELECT results can be downloaded",
             400,
         )
+    limited = call.flag("instance_tunnel_limit_enabled")
+    if not limited:
+        _check_unprotected(call)
     result = QueryResult.from_json(instance["result"])
     rows = result.rows
-    if call.flag("instance_tunnel_limit_enabled"):
+    if limited:
         rows = min(rows, state.config.instance_result_limit)
     session = call.new_session(
         KIND,
@@ -69,6 +77,20 @@ async def create(call: Call) -> Response:
         },
     )
     return json_response(session_json(session))
+
+
+def _check_unprotected(call: Call) -> None:
+    """Refuse an unlimited download in a protected project (403 ``NoPermission``)."""
+    project = call.args["project"]
+    if project in (names(call.state.config.protected_projects) or ()):
+        raise EmulatorError(
+            "NoPermission",
+            f"You have no privilege to download the full result of instance "
+            f"{call.args['instance']}: project {project} is protected (project protection); "
+            f"only the limited mode (instance_tunnel_limit_enabled, at most "
+            f"{call.state.config.instance_result_limit} rows) is allowed",
+            403,
+        )
 
 
 def _session(call: Call) -> dict[str, Any]:

@@ -11,6 +11,11 @@ terminated at its first poll instead of sleeping. Then:
 * ``GET ...?result``: each task's text result: a query's first rows as CSV with a result
   descriptor, ``OK`` for other statements, or the service's ``ODPS-xxxxxxx`` error text;
 * ``GET ...?source``: the submitted ``<Job>`` XML.
+
+``POST /projects/{p}/authorization`` (pyodps's ``run_security_query``) runs the one
+security statement the emulator knows, ``setproject key=value [key=value ...]``: it sets
+project properties such as ``odps.sql.timezone`` (the SQL time zone), answered with the
+JSON result ``{}`` pyodps parses (inferred).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import json
 from typing import Any
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 from starlette.responses import Response
@@ -27,9 +33,11 @@ from ..call import Call, rfc822
 from ..call import xml_response as xml
 from ..errors import EmulatorError
 from ..instances import parse_job
+from ..sql import SqlError
 from ..sql.results import QueryResult
+from ..sql.zoned import TIMEZONE_KEY, check_zone
 
-__all__ = ["create", "get"]
+__all__ = ["create", "get", "security_query"]
 
 
 def _cdata(text: str) -> str:
@@ -123,3 +131,39 @@ async def get(call: Call) -> Response:
     if instance.get("end"):
         headers["x-odps-end-time"] = rfc822(instance["end"])
     return xml(_status_xml(instance), headers=headers)
+
+
+def _setproject(text: str) -> dict[str, str]:
+    """The ``key=value`` pairs of a ``setproject`` statement."""
+    words = text.strip().rstrip(";").split(None, 1)
+    if not words or words[0].lower() != "setproject":
+        raise EmulatorError.invalid_argument(
+            "the emulator runs only 'setproject key=value' security queries"
+        )
+    pairs = {}
+    for item in (words[1] if len(words) > 1 else "").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EmulatorError.invalid_argument(f"setproject expects key=value, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+async def security_query(call: Call) -> Response:
+    """``POST /projects/{p}/authorization``: ``setproject`` sets project properties."""
+    project = call.args["project"]
+    if not call.state.catalog.project_exists(project):
+        raise EmulatorError.no_such_project(project)
+    try:
+        query = ElementTree.fromstring(await call.body()).findtext("Query") or ""
+    except ElementTree.ParseError as exc:
+        raise EmulatorError("InvalidXmlRequest", f"the body is not XML: {exc}") from None
+    pairs = _setproject(query)
+    if TIMEZONE_KEY in pairs:
+        try:
+            check_zone(pairs[TIMEZONE_KEY])
+        except SqlError as exc:
+            raise EmulatorError.invalid_argument(exc.detail) from None
+    for key, value in pairs.items():
+        await call.blocking(call.state.catalog.set_project_property, project, key, value)
+    return xml("<Authorization><Result>{}</Result></Authorization>")

@@ -32,7 +32,7 @@ def _limit(call: Call) -> int:
 def _read(call: Call, info: TableInfo, limit: int, names: list[str]) -> pa.Table:
     catalog = call.state.catalog
     if info.partitioned and not call.params.get("partition"):
-        specs = catalog.list_partitions(info.project, info.name)
+        specs = catalog.partitions(info)
     else:
         specs = [call.partition(info)]
     data_names = [n for n in names if not info.schema.is_partition(n)]

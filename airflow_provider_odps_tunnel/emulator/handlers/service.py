@@ -1,8 +1,9 @@
 """Service-endpoint (``/api``) resources around the tunnel that are not tables or SQL.
 
 * ``GET /projects/{p}/tunnel?service``: the tunnel endpoint as ``host:port`` text (protocol §1.1).
-* ``GET /projects/{p}``: project metadata XML (how pyodps tests that a project exists).
-* ``GET /projects/{p}/volumes/{v}``: volume metadata XML (partitioned, "old" volumes).
+* ``GET /projects/{p}``: project metadata XML (how pyodps tests that a project exists),
+  with the project's properties (``setproject`` sets them, see ``instances.py``).
+* Volumes (``/projects/{p}/volumes...``) are in ``volume_rest.py``.
 * ``GET /logview/host``: the logview host pyodps builds ``instance.get_logview_address()``
   from; the emulator has no logview, so the URL is only a string pointing at itself.
 * ``POST /projects/{p}/authorization?sign_bearer_token``: a token for that logview URL.
@@ -24,7 +25,6 @@ from ..instances import OWNER
 __all__ = [
     "tunnel_router",
     "project_meta",
-    "volume_meta",
     "logview_host",
     "sign_bearer_token",
     "accept_logs",
@@ -49,22 +49,15 @@ async def project_meta(call: Call) -> Response:
     project = call.args["project"]
     created = rfc822(call.state.catalog.project_created(project))
     headers = {"x-odps-owner": OWNER, "x-odps-creation-time": created, "Last-Modified": created}
+    properties = "".join(
+        f"<Property><Name>{escape(k)}</Name><Value>{escape(v)}</Value></Property>"
+        for k, v in sorted(call.state.catalog.project_properties(project).items())
+    )
     return xml(
         f"<Project><Name>{escape(project)}</Name><Type>managed</Type>"
         f"<Comment></Comment><State>AVAILABLE</State><Owner>{OWNER}</Owner>"
-        f"<ProjectGroupName></ProjectGroupName><Properties></Properties></Project>",
+        f"<ProjectGroupName></ProjectGroupName><Properties>{properties}</Properties></Project>",
         headers=headers,
-    )
-
-
-async def volume_meta(call: Call) -> Response:
-    volume = call.args["volume"]
-    path = call.state.catalog.volume_dir(call.args["project"], volume)
-    created = rfc822(path.stat().st_mtime)
-    return xml(
-        f"<Volume><Name>{escape(volume)}</Name><Type>old</Type><Owner>{OWNER}</Owner>"
-        f"<Comment></Comment><CreationTime>{created}</CreationTime>"
-        f"<LastModifiedTime>{created}</LastModifiedTime></Volume>"
     )
 
 

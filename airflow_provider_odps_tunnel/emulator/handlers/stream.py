@@ -3,41 +3,69 @@
 All slots are served by this one server, so every slot's address is the emulator's own.
 Each successful PUT answers with ``odps-tunnel-routed-server`` and ``odps-tunnel-slot-num``
 (pyodps reads both unconditionally). Aborting closes the session and keeps what was written.
+
+What a session remembers (its stored state, so a restart keeps it):
+
+* ``schema`` and ``schema_version``: the table's at creation. ``ALTER TABLE ... ADD COLUMNS``
+  bumps the table's version; a PUT with an older version is then ``SchemaModified`` (412,
+  header ``odps-tunnel-latest-schema-version``) when it asks ``check_latest_schema=true``,
+  and otherwise stored with the new columns NULL. A create naming any other version than
+  the table's is ``NoSuchSchema`` (pyodps re-reads the table's version and tries again).
+* ``last_batch_id`` (0 for the first batch) and ``last_batch_commit_time`` (ms since the
+  epoch, emulator clock), answered once a batch was committed (pyodps's
+  ``get_last_batch_id`` / ``get_last_batch_commit_time``).
+* ``slots``: the slot count; the fault ``resize_slots`` changes it after a PUT, whose answer
+  then names the new count (the client must reload). Slot ids below the largest count the
+  session ever had stay writable, as a writer keeps its slot.
+* ``traces``: the last :data:`TRACE_MEMORY` applied ``odps-tunnel-retry-trace-id`` values and
+  their answers. A PUT whose trace was applied is a replay of a batch whose answer was lost:
+  its body is read and dropped, and the first answer is given again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from typing import Any
 
 from starlette.responses import Response
 
+from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
+
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import records_to_parquet
+from ..ingest import ConnectionAborted, records_to_parquet
 from ..sessions import check_writable
 
-__all__ = ["create", "reload", "write", "abort", "SCHEMA_VERSION"]
+__all__ = ["create", "reload", "write", "abort", "TRACE_MEMORY"]
 
-# The emulator has no schema evolution: every table is at schema version 0.
-SCHEMA_VERSION = "0"
 MAX_SLOTS = 64
+#: Applied retry traces a session remembers (a retry follows its lost answer closely).
+TRACE_MEMORY = 256
+TRACE_HEADER = "odps-tunnel-retry-trace-id"
+#: Longest trace id remembered (stored in the session's state).
+MAX_TRACE_LENGTH = 128
+LATEST_VERSION_HEADER = "odps-tunnel-latest-schema-version"
 
 
 def session_json(call: Call, session: dict[str, Any], info: TableInfo) -> dict[str, Any]:
     address = call.state.server_address
     quota = session.get("quota", "")
-    return {
+    body = {
         "session_name": session["id"],
-        "schema": info.schema.to_json(),
+        "schema": session.get("schema") or info.schema.to_json(),
         "status": session["status"],
         "slots": [[str(i), address] for i in range(session["slots"])],
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": str(session.get("schema_version", 0)),
         "QuotaName": quota,
         "quota_name": quota,
     }
+    if session.get("last_batch_id") is not None:
+        body["last_batch_id"] = session["last_batch_id"]
+        body["last_batch_commit_time"] = session["last_batch_commit_time"]
+    return body
 
 
 def _slot_count(call: Call) -> int:
@@ -49,22 +77,65 @@ def _slot_count(call: Call) -> int:
     return min(max(slots, 1), MAX_SLOTS)
 
 
-def _check_schema_version(call: Call) -> None:
-    version = call.params.get("schema_version")
-    if version not in (None, "", SCHEMA_VERSION):
+def _requested_version(call: Call, default: int | None) -> int | None:
+    """The ``schema_version`` parameter (``default`` when absent); unknown text is
+    ``NoSuchSchema``."""
+    text = call.params.get("schema_version")
+    if text in (None, ""):
+        return default
+    if not text.isdigit():
+        raise EmulatorError("NoSuchSchema", f"schema version {text} does not exist", 404)
+    return int(text)
+
+
+def _check_create_version(call: Call, info: TableInfo) -> None:
+    version = _requested_version(call, None)
+    if version is not None and version != info.schema_version:
+        raise EmulatorError(
+            "NoSuchSchema",
+            f"schema version {version} of table {info.name} does not exist "
+            f"(the latest is {info.schema_version})",
+            404,
+        )
+
+
+def _check_write_version(call: Call, session: dict[str, Any], info: TableInfo) -> None:
+    """A PUT written at an older schema version than the table's: ``SchemaModified`` when
+    the client asked for the latest schema (``check_latest_schema=true``)."""
+    version = _requested_version(call, session.get("schema_version", 0))
+    if version == info.schema_version:
+        return
+    if version is not None and version > info.schema_version:
         raise EmulatorError("NoSuchSchema", f"schema version {version} does not exist", 404)
+    if call.flag("check_latest_schema"):
+        raise EmulatorError(
+            "SchemaModified",
+            f"the schema of table {info.name} changed: version {version} is not the "
+            f"latest ({info.schema_version})",
+            412,
+            headers={LATEST_VERSION_HEADER: str(info.schema_version)},
+        )
 
 
 async def create(call: Call) -> Response:
     """``POST T/streams``; ``create_partition`` makes the first write create the partition."""
     info = call.table()
-    _check_schema_version(call)
+    _check_create_version(call, info)
     params = call.session_params(info, write=True)
     call.limit_sessions(info, "stream")
+    slots = _slot_count(call)
     session = call.new_session(
         "stream",
         params,
-        {"create_partition": params.create_partition, "slots": _slot_count(call), "batches": 0},
+        {
+            "create_partition": params.create_partition,
+            "slots": slots,
+            "max_slots": slots,
+            "batches": 0,
+            "schema": info.schema.to_json(),
+            "schema_version": info.schema_version,
+            "traces": [],
+        },
         info,
     )
     return json_response(session_json(call, session, info))
@@ -75,47 +146,87 @@ def _session(call: Call, info: TableInfo) -> dict[str, Any]:
 
 
 async def reload(call: Call) -> Response:
-    """``GET T/streams?uploadid=``."""
+    """``GET T/streams?uploadid=`` (pyodps adds ``read_only=true`` for its monitoring
+    getters; the emulator keeps no routing state a reload could change, so it is the same)."""
     info = call.table()
     return json_response(session_json(call, _session(call, info), info))
 
 
+def _session_schema(session: dict[str, Any], info: TableInfo) -> TableSchema:
+    return TableSchema.from_json(session["schema"]) if session.get("schema") else info.schema
+
+
+def _pad_rows(extra: int) -> Any:
+    """Rows of an older schema padded with NULLs for the columns added since."""
+    return None if extra == 0 else (lambda rows: [list(r) + [None] * extra for r in rows])
+
+
 async def write(call: Call) -> Response:
-    """``PUT T/streams?uploadid=&slotid=``: decode the batch and commit it at once."""
+    """``PUT T/streams?uploadid=&slotid=``: decode the batch and commit it at once (or,
+    for a trace already applied, drop it and answer as the first time)."""
     state = call.state
     started = time.monotonic()
     info = call.table()
     session = _session(call, info)
     check_writable(session, "stream upload")
-    _check_schema_version(call)
+    _check_write_version(call, session, info)
     slot = call.params.get("slotid", "")
-    if not slot.isdigit() or int(slot) >= session["slots"]:
+    if not slot.isdigit() or int(slot) >= session.get("max_slots", session["slots"]):
         raise EmulatorError.invalid_argument(
             f"slot {slot!r} is not a slot of session {session['id']}"
         )
+    wire = _session_schema(session, info).simple_columns
     out = state.catalog.new_data_file(info)
     work = functools.partial(
         records_to_parquet,
         content_encoding=call.header("content-encoding"),
-        wire_columns=info.schema.simple_columns,
+        wire_columns=wire,
         schema=info.arrow_schema(),
         out=out,
         max_field_size=state.config.max_field_size,
+        transform=_pad_rows(len(info.schema.simple_columns) - len(wire)),
     )
     rows = await call.receive(work)
-    await call.blocking(_commit_batch, call, info, session["id"], out, rows)
+    trace = _trace_id(call)
+    answer = await call.blocking(_commit_batch, call, info, session["id"], out, rows, trace)
+    if answer.get("replayed"):
+        call.log["replay"] = trace
+    await _resize_or_drop(call, session["id"])
     headers = {
         "odps-tunnel-routed-server": state.server_address,
-        "odps-tunnel-slot-num": str(session["slots"]),
+        "odps-tunnel-slot-num": str(_current_slots(call, session["id"], answer)),
         **metrics_header(int((time.monotonic() - started) * 1e6)),
     }
     return Response(status_code=200, headers=headers)
 
 
-def _commit_batch(call: Call, info: TableInfo, session_id: str, out: Any, rows: int) -> None:
+def _trace_id(call: Call) -> str | None:
+    """The PUT's retry trace id; a blank or implausibly long one (over
+    :data:`MAX_TRACE_LENGTH` characters; SDKs send a 36-character uuid) is not remembered."""
+    trace = (call.header(TRACE_HEADER) or "").strip()
+    return trace if 0 < len(trace) <= MAX_TRACE_LENGTH else None
+
+
+def _current_slots(call: Call, session_id: str, answer: dict[str, Any]) -> int:
+    """The slot count to announce: the first answer's for a replay, else the session's."""
+    if answer.get("replayed"):
+        return int(answer["slots"])
+    return int(call.state.sessions.find(session_id)["slots"])
+
+
+def _commit_batch(
+    call: Call, info: TableInfo, session_id: str, out: Any, rows: int, trace: str | None
+) -> dict[str, Any]:
+    """Commit one decoded batch, unless its trace was applied: returns the answer record
+    (``replayed`` for a replay). The trace check and the commit share the session lock, so
+    two sends of one batch racing each other store it once."""
     state = call.state
     with state.catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("stream", session_id, info.table_id)
+        done = next((t for t in session.get("traces", []) if t["trace"] == trace), None)
+        if trace is not None and done is not None:
+            out.unlink(missing_ok=True)
+            return {**done, "replayed": True}
         try:
             check_writable(session, "stream upload")
         except EmulatorError:
@@ -126,9 +237,39 @@ def _commit_batch(call: Call, info: TableInfo, session_id: str, out: Any, rows: 
         state.catalog.append(
             info, spec, [DataFile(name, rows)], None, create=session["create_partition"]
         )
+        batch_id = session["batches"]
         session["batches"] += 1
-        session["last_batch_commit_time"] = int(time.time() * 1000)
+        session["last_batch_id"] = batch_id
+        session["last_batch_commit_time"] = int(state.clock.now() * 1000)
+        answer = {"trace": trace, "batch_id": batch_id, "slots": session["slots"]}
+        if trace is not None:
+            session["traces"] = (session.get("traces", []) + [answer])[-TRACE_MEMORY:]
         state.sessions.save(session)
+        return answer
+
+
+async def _resize_or_drop(call: Call, session_id: str) -> None:
+    """The handler faults of a stream PUT, after its batch was applied: ``resize_slots``
+    changes the session's slot count (the answer announces it); ``drop_answer`` waits
+    ``seconds`` and then cuts the connection, so the client never sees the answer."""
+    state = call.state
+    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
+    target = f"{call.resource}?{query}" if query else call.resource
+    resize = state.faults.fire("resize_slots", call.method, target, "stream", session_id)
+    if resize is not None:
+        call.log["fault"] = resize.kind
+        slots = min(max(int(resize.args.get("slots", 2)), 1), MAX_SLOTS)
+        with state.sessions.locked(session_id):
+            session = state.sessions.find(session_id)
+            session["slots"] = slots
+            session["max_slots"] = max(session.get("max_slots", slots), slots)
+            state.sessions.save(session)
+    drop = state.faults.fire("drop_answer", call.method, target, "stream", session_id)
+    if drop is not None:
+        call.log["fault"] = drop.kind
+        await asyncio.sleep(float(drop.args.get("seconds", 0)))
+        call.abort_connection()
+        raise ConnectionAborted()
 
 
 async def abort(call: Call) -> Response:

@@ -9,6 +9,8 @@
   (``NoSuchPartition`` if it is missing, which is how pyodps tests existence).
 * ``GET /projects/{p}/tables/{t}?data&linenum=N``: the first rows as CSV (``table.head``).
 
+Every one of them reads the table in the schema the request names (``/schemas/{s}/`` in
+the path, else pyodps's ``curr_schema`` parameter, else ``default``; see ``Call.schema_name``).
 Tables and partitions are created and dropped by SQL (``instances``), as pyodps does.
 """
 
@@ -39,7 +41,10 @@ HEAD_LIMIT = 10000
 def table_schema_json(call: Call, info: TableInfo) -> dict:
     rows, size = call.state.catalog.table_stats(info)
     created = int(info.created)
-    reserved = {"schema_version": "0", "Transactional": str(info.transactional).lower()}
+    reserved = {
+        "schema_version": str(info.schema_version),
+        "Transactional": str(info.transactional).lower(),
+    }
     properties = {}
     if info.transactional:
         reserved["PrimaryKey"] = info.primary_key
@@ -80,15 +85,16 @@ async def table_meta(call: Call) -> Response:
 
 
 async def list_tables(call: Call) -> Response:
-    """All tables of the project (one page; ``name`` is a prefix filter)."""
+    """All tables of the project's schema (one page; ``name`` is a prefix filter)."""
     catalog = call.state.catalog
     project = call.args["project"]
     if not catalog.project_exists(project):
         raise EmulatorError.no_such_project(project)
     prefix = call.params.get("name", "").lower()
+    schema = call.schema_name()
     items = [
-        _table_xml(call, catalog.get_table(project, name))
-        for name in catalog.list_tables(project)
+        _table_xml(call, catalog.get_table(project, name, schema))
+        for name in catalog.list_tables(project, schema)
         if name.startswith(prefix)
     ]
     return xml(
@@ -119,7 +125,7 @@ async def list_partitions(call: Call) -> Response:
         raise EmulatorError("InvalidPartitionSpec", str(exc), 400) from None
     wanted = {k.lower(): v for k, v in prefix.items()}
     items = []
-    for spec in call.state.catalog.list_partitions(info.project, info.name):
+    for spec in call.state.catalog.partitions(info):
         values = {k.lower(): v for k, v in spec.items()}
         if all(values.get(k) == v for k, v in wanted.items()):
             items.append(_partition_xml(call, info, spec))
@@ -162,7 +168,7 @@ async def head(call: Call) -> Response:
     except ValueError:
         raise EmulatorError.invalid_argument("linenum must be an integer") from None
     if info.partitioned and not call.params.get("partition"):
-        specs = catalog.list_partitions(info.project, info.name)
+        specs = catalog.partitions(info)
     else:
         specs = [call.partition(info)]
     names = [c.name for c in info.schema.simple_columns]

@@ -3,7 +3,10 @@
 Each block PUT becomes one durable Parquet file referenced by the session (a rewrite of the
 same block id replaces it). Commit publishes all uploaded blocks, in block id order, to the
 partition's manifest in one atomic rename; the manifest remembers the session, so a commit
-retried after a crash or a lost response changes nothing and succeeds.
+interrupted by a crash is completed once. A commit of a session that is already committed
+is answered 409 ``StatusConflict``, as the service does (the Java SDK's
+``CloseUploadSessionStatusConflict``), unless ``idempotent_commit`` is set: then the
+session is answered again.
 """
 
 from __future__ import annotations
@@ -139,14 +142,24 @@ def _register_block(
 
 
 async def commit(call: Call) -> Response:
-    """``POST T?uploadid=``: publish every uploaded block; idempotent once committed."""
+    """``POST T?uploadid=``: publish every uploaded block, once."""
     info = call.table()
     session = _session(call, info)
-    if session["status"] != "closed":
+    if session["status"] == "closed":
+        _check_recommit(call, session)
+    else:
         check_writable(session, "upload")
         call.limit_commits(info)
         session = await call.blocking(_commit, call, info, session["id"])
     return json_response(session_json(call, session, info))
+
+
+def _check_recommit(call: Call, session: dict[str, Any]) -> None:
+    """A commit of a committed session: ``StatusConflict`` unless ``idempotent_commit``."""
+    if not call.state.config.idempotent_commit:
+        raise EmulatorError.status_conflict(
+            f"The upload session {session['id']} is already committed (status closed)"
+        )
 
 
 def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
@@ -155,7 +168,8 @@ def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
     # deadlocked a commit racing a block PUT of its session, and with it the whole table.
     with state.catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("upload", session_id, info.table_id)
-        if session["status"] == "closed":
+        if session["status"] == "closed":  # a concurrent commit got there first
+            _check_recommit(call, session)
             return session
         check_writable(session, "upload")
         spec = state.catalog.normalize_spec(info, session["partition"] or None)

@@ -2,26 +2,42 @@
 
 The table's buckets are dealt round-robin to ``slotnum`` slots, all served here. A bucket
 PUT carries records of the upsert schema (data columns plus five hidden columns); every row
-must hash into the bucket it was sent to with the service's default hasher, which catches
-clients that bucket differently from the service. Rows are stored with their operation
-(``U`` = 85 upsert, ``D`` = 68 delete) and applied at commit in arrival order, last writer
-wins per key, by writing the partition's new contents and publishing them atomically.
-Commit answers ``committed`` at once (so clients' polling ends on the first reload).
+must hash into the bucket it was sent to with the session's hasher (``upsert_hasher`` of the
+config when the session was created: ``default`` or ``legacy``), which catches clients that
+bucket differently from the service. Rows are stored with their operation (``U`` = 85
+upsert, ``D`` = 68 delete) and their ``__value_cols`` and applied at commit in arrival
+order: per key, a whole-row upsert replaces the row, a partial one (``__value_cols`` lists
+``column_id``s, only when the session has ``enable_partial_update``) sets those columns of
+the current row (of a new row: the others are null), a delete removes it. The partition's
+new contents are published atomically. Commit answers ``committed`` at once (so clients'
+polling ends on the first reload).
 
-Two behaviours of the service are off by default, because pyodps cannot take them (it
-treats any status below 400 as success and knows no ``committing``):
+A PUT carrying an ``odps-tunnel-retry-trace-id`` the session already applied is a replay of
+a body whose answer was lost: it is answered 200 again and not applied (the session keeps
+the last :data:`TRACE_MEMORY` applied traces). A 308'd body was not applied, so its re-send
+with the same trace is applied.
+
+Behaviours of the service that are off by default, because pyodps cannot take them (it
+treats any status below 400 as success and knows no ``committing``) or because the service's
+values are not known:
 
 * the fault kind ``move_slot`` (``faults``) moves the slot owning a PUT's bucket to another
-  server and answers 308 naming it in ``odps-tunnel-routed-server``; the body is not
-  applied. Later PUTs for a moved slot must name its current server in that header, else
-  they are answered 308 too (a stale route), again without applying the body.
+  server and answers 308 naming it in ``odps-tunnel-routed-server``, with an error body
+  whose ``Code`` is ``SlotReassigned``; the body is not applied. Later PUTs for a moved slot
+  must name its current server in that header, else they are answered 308 too (a stale
+  route), again without applying the body. The fault ``drop_answer`` applies a PUT and cuts
+  the connection instead of answering.
 * ``upsert_commit_delay`` (config): the commit publishes the data as always, but the session
   reports ``committing`` until that many seconds of the emulator's clock have passed, so
   clients have to poll.
+* ``upsert_idle_timeout`` (config): a ``normal`` session that no request (create, reload,
+  PUT, commit, abort) has touched for that many seconds of the emulator's clock turns
+  ``expired``; the clients' keep-alive reloads (every 30 s) prevent it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import functools
 import time
@@ -39,14 +55,19 @@ from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import HOST_ID, EmulatorError
 from ..fsutil import fsync_file
-from ..ingest import PARQUET_OPTIONS, records_to_parquet
+from ..ingest import PARQUET_OPTIONS, ConnectionAborted, records_to_parquet
 from ..sessions import check_writable
 
-__all__ = ["create", "reload", "write", "commit", "abort"]
+__all__ = ["create", "reload", "write", "commit", "abort", "TRACE_MEMORY"]
 
 OP_UPSERT, OP_DELETE = 85, 68
 OP_COLUMN = "__operation"
-HASHER = "default"
+VALUE_COLS_COLUMN = "__value_cols"
+#: The error code of a 308 answer (the service's is not documented; ours names the case).
+SLOT_MOVED_CODE = "SlotReassigned"
+#: Applied retry traces a session remembers (a retry follows its lost answer closely).
+TRACE_MEMORY = 256
+TRACE_HEADER = "odps-tunnel-retry-trace-id"
 
 
 def _slot_server(call: Call, session: dict[str, Any], slot: int) -> str:
@@ -64,10 +85,10 @@ def session_json(call: Call, session: dict[str, Any], info: TableInfo) -> dict[s
         "status": session["status"],
         "schema": info.schema.to_json(),
         "hash_key": info.primary_key,
-        "hasher": HASHER,
+        "hasher": session.get("hasher", "default"),
         "slots": slots,
         "quota_name": session.get("quota", ""),
-        "enable_partial_update": False,
+        "enable_partial_update": bool(session.get("partial_update", False)),
     }
 
 
@@ -90,10 +111,18 @@ async def create(call: Call) -> Response:
     nbuckets = int(info.buckets or 1)
     slots = min(max(slots, 1), nbuckets)
     slot_buckets = [list(range(i, nbuckets, slots)) for i in range(slots)]
+    config = call.state.config
     session = call.new_session(
         "upsert",
         params,
-        {"slot_buckets": slot_buckets, "pending": []},
+        {
+            "slot_buckets": slot_buckets,
+            "pending": [],
+            "hasher": config.upsert_hasher,
+            "partial_update": config.upsert_partial_update,
+            "traces": [],
+            "last_seen": call.state.clock.now(),
+        },
         info,
         lifetime=min(lifecycle * 3600.0, call.state.config.session_lifetime),
     )
@@ -103,7 +132,26 @@ async def create(call: Call) -> Response:
 def _session(call: Call, info: TableInfo) -> dict[str, Any]:
     session_id = call.session_id("upsertid")
     _finish_commit(call, session_id)
-    return call.state.sessions.get("upsert", session_id, info.table_id)
+    session = call.state.sessions.get("upsert", session_id, info.table_id)
+    _touch(call, session)
+    return session
+
+
+def _touch(call: Call, session: dict[str, Any]) -> None:
+    """A request reached a normal session: it expires if it was idle past
+    ``upsert_idle_timeout`` (emulator clock), else this request keeps it alive."""
+    state = call.state
+    idle = state.config.upsert_idle_timeout
+    if idle <= 0 or session["status"] != "normal":
+        return
+    now = state.clock.now()
+    with state.sessions.locked(session["id"]):
+        if now - session.get("last_seen", session["created"]) > idle:
+            session["status"] = "expired"
+            call.log["idle_expired"] = True
+        else:
+            session["last_seen"] = now
+        state.sessions.save(session)
 
 
 def _finish_commit(call: Call, session_id: str) -> None:
@@ -142,17 +190,45 @@ def upsert_wire_columns(schema: TableSchema) -> list[Column]:
 
 
 def _pending_schema(info: TableInfo) -> pa.Schema:
-    return info.arrow_schema().append(
-        pa.field(OP_COLUMN, pa.int8(), metadata={columnar.ODPS_TYPE_KEY: b"tinyint"})
+    return (
+        info.arrow_schema()
+        .append(pa.field(OP_COLUMN, pa.int8(), metadata={columnar.ODPS_TYPE_KEY: b"tinyint"}))
+        .append(
+            pa.field(
+                VALUE_COLS_COLUMN,
+                pa.list_(pa.int64()),
+                metadata={columnar.ODPS_TYPE_KEY: b"array<bigint>"},
+            )
+        )
     )
 
 
-def _bucket_check(info: TableInfo, bucket: int, nbuckets: int):
-    """The batch transform of a bucket PUT: checks operations and buckets, keeps data + op."""
+def _value_cols(row: list[Any], ncols: int, partial: bool) -> list[int]:
+    """A row's ``__value_cols``: column ids 1..ncols, only if the session takes partial
+    updates (an empty list or null is a whole-row write)."""
+    cols = list(row[ncols + 4] or [])
+    if cols and not partial:
+        raise EmulatorError(
+            "MalformedDataStream",
+            "__value_cols lists columns but the session has no enable_partial_update",
+            400,
+        )
+    if any(not 1 <= c <= ncols for c in cols):
+        raise EmulatorError(
+            "MalformedDataStream", f"__value_cols {cols} names no column (ids 1..{ncols})", 400
+        )
+    return cols
+
+
+def _bucket_check(info: TableInfo, bucket: int, nbuckets: int, session: dict[str, Any]):
+    """The batch transform of a bucket PUT: checks operations, buckets (with the session's
+    hasher) and ``__value_cols``; keeps the data columns, the operation and the value cols."""
     ncols = len(info.schema.simple_columns)
     key_index = [info.schema.get_column_index(k) for k in info.primary_key]
     key_types = [info.schema.columns[i].type for i in key_index]
-    hasher = RowHasher(key_types, nbuckets, HASHER, tz=_dt.UTC)
+    name = session.get("hasher", "default")
+    hasher = RowHasher(key_types, nbuckets, name, tz=_dt.UTC)
+    partial = bool(session.get("partial_update", False))
 
     def transform(rows: list[Any]) -> list[Any]:
         out = []
@@ -168,10 +244,10 @@ def _bucket_check(info: TableInfo, bucket: int, nbuckets: int):
                 raise EmulatorError(
                     "MalformedDataStream",
                     f"a row with key {key!r} belongs to bucket {actual}, not {bucket} "
-                    f"(hasher {HASHER}, {nbuckets} buckets)",
+                    f"(hasher {name}, {nbuckets} buckets)",
                     400,
                 )
-            out.append(list(row[:ncols]) + [op])
+            out.append(list(row[:ncols]) + [op, _value_cols(row, ncols, partial)])
         return out
 
     return transform
@@ -204,7 +280,7 @@ async def write(call: Call) -> Response:
         schema=_pending_schema(info),
         out=out,
         max_field_size=state.config.max_field_size,
-        transform=_bucket_check(info, bucket, nbuckets),
+        transform=_bucket_check(info, bucket, nbuckets, session),
     )
     rows = await call.receive(work)
     expected = call.params.get("record_count")
@@ -213,10 +289,28 @@ async def write(call: Call) -> Response:
         raise EmulatorError(
             "MalformedDataStream", f"record_count is {expected} but the body has {rows}", 400
         )
-    await call.blocking(_register, call, info, session["id"], bucket, out, rows)
+    trace = call.header(TRACE_HEADER) or None
+    applied = await call.blocking(_register, call, info, session["id"], bucket, out, rows, trace)
+    if not applied:
+        call.log["replay"] = trace
+    await _drop_answer(call, session["id"])
     return Response(
         status_code=200, headers=metrics_header(int((time.monotonic() - started) * 1e6))
     )
+
+
+async def _drop_answer(call: Call, session_id: str) -> None:
+    """The fault ``drop_answer``: the PUT was applied; wait ``seconds`` and cut the
+    connection, so the client never sees the answer and has to send the body again."""
+    state = call.state
+    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
+    target = f"{call.resource}?{query}" if query else call.resource
+    drop = state.faults.fire("drop_answer", call.method, target, "upsert", session_id)
+    if drop is not None:
+        call.log["fault"] = drop.kind
+        await asyncio.sleep(float(drop.args.get("seconds", 0)))
+        call.abort_connection()
+        raise ConnectionAborted()
 
 
 async def _route(call: Call, session: dict[str, Any], slot: int, bucket: int) -> Response | None:
@@ -267,11 +361,26 @@ async def _redirect(
     message = f"slot {slot} (bucket {bucket}) {verb} on {server}: send it there"
     if not announce:
         message = f"slot {slot} (bucket {bucket}) moved: reload the session to find it"
-    body = {"Message": message, "RequestId": call.request_id, "HostId": HOST_ID}
+    body = {
+        "Code": SLOT_MOVED_CODE,
+        "Message": message,
+        "RequestId": call.request_id,
+        "HostId": HOST_ID,
+    }
     return json_response(body, status=308, headers=headers)
 
 
-def _register(call: Call, info: TableInfo, session_id: str, bucket: int, out: Any, rows: int):
+def _register(
+    call: Call,
+    info: TableInfo,
+    session_id: str,
+    bucket: int,
+    out: Any,
+    rows: int,
+    trace: str | None,
+) -> bool:
+    """Add a received body to the session's pending writes; False (and nothing added) for
+    a replay of a trace already applied. Check and add share the session lock."""
     state = call.state
     with state.catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("upsert", session_id, info.table_id)
@@ -280,11 +389,18 @@ def _register(call: Call, info: TableInfo, session_id: str, bucket: int, out: An
         except EmulatorError:
             out.unlink(missing_ok=True)
             raise
+        traces = session.setdefault("traces", [])
+        if trace is not None and trace in traces:
+            out.unlink(missing_ok=True)
+            return False
         name = state.catalog.register(info, out)
         session["pending"].append(
             {"file": name, "bucket": bucket, "rows": rows, "seq": len(session["pending"])}
         )
+        if trace is not None:
+            session["traces"] = (traces + [trace])[-TRACE_MEMORY:]
         state.sessions.save(session)
+        return True
 
 
 async def commit(call: Call) -> Response:
@@ -334,9 +450,12 @@ def _merge(info: TableInfo, base: pa.Table, session: dict[str, Any]) -> pa.Table
     pending = sorted(session["pending"], key=lambda p: p["seq"])
     if not pending:
         return base
-    ops = pa.concat_tables([pq.read_table(info.data_dir / p["file"]) for p in pending])
+    ops = pa.concat_tables([_read_pending(info.data_dir / p["file"]) for p in pending])
     keys = info.primary_key
     op_keys = list(zip(*(ops.column(k).to_pylist() for k in keys), strict=True))
+    value_cols = ops.column(VALUE_COLS_COLUMN).to_pylist()
+    if any(value_cols):
+        return _fold(base, ops, op_keys, value_cols, keys)
     last: dict[tuple, int] = {}
     for idx, key in enumerate(op_keys):
         last[key] = idx
@@ -346,6 +465,50 @@ def _merge(info: TableInfo, base: pa.Table, session: dict[str, Any]) -> pa.Table
     upserted = sorted(i for i in last.values() if operations[i] == OP_UPSERT)
     rows = ops.select(base.schema.names).take(pa.array(upserted, pa.int64()))
     return pa.concat_tables([kept, rows.cast(base.schema)])
+
+
+def _read_pending(path: Any) -> pa.Table:
+    """A pending file; one written before ``__value_cols`` was kept gets empty lists."""
+    table = pq.read_table(path)
+    if VALUE_COLS_COLUMN not in table.column_names:
+        empty = pa.array([[]] * table.num_rows, pa.list_(pa.int64()))
+        table = table.append_column(VALUE_COLS_COLUMN, empty)
+    return table
+
+
+def _fold(
+    base: pa.Table,
+    ops: pa.Table,
+    op_keys: list[tuple],
+    value_cols: list[list[int] | None],
+    keys: list[str],
+) -> pa.Table:
+    """The partition after applying operations that include partial updates, one by one
+    per key: a delete removes the row, a whole upsert replaces it, a partial one sets the
+    listed columns (``column_id`` = position from 1) of the current row or of a new one."""
+    names = base.schema.names
+    touched = set(op_keys)
+    current: dict[tuple, dict[str, Any] | None] = {}
+    base_keys = list(zip(*(base.column(k).to_pylist() for k in keys), strict=True))
+    base_rows = base.to_pylist()
+    for key, row in zip(base_keys, base_rows, strict=True):
+        if key in touched:
+            current[key] = row
+    op_rows = ops.select(names).to_pylist()
+    operations = ops.column(OP_COLUMN).to_pylist()
+    for key, row, op, cols in zip(op_keys, op_rows, operations, value_cols, strict=True):
+        if op == OP_DELETE:
+            current[key] = None
+        elif not cols:
+            current[key] = row
+        else:
+            merged = dict(current.get(key) or dict.fromkeys(names))
+            merged.update({k: row[k] for k in keys})
+            merged.update({names[c - 1]: row[names[c - 1]] for c in cols})
+            current[key] = merged
+    kept = base.filter(pa.array([key not in touched for key in base_keys], pa.bool_()))
+    rows = [row for row in current.values() if row is not None]
+    return pa.concat_tables([kept, pa.Table.from_pylist(rows, schema=base.schema)])
 
 
 async def abort(call: Call) -> Response:

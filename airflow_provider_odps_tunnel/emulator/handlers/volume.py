@@ -2,8 +2,9 @@
 
 Upload: a session collects files (each body is volume framing, §10, optionally deflated),
 staged durably under ``staging/volumes/<session>``; commit moves them into
-``volumes/<volume>/<partition>/`` with one rename each. Download: a session names one
-committed file and serves byte ranges of it, framed the same way.
+``volumes/<volume>/files/<partition>/`` with one rename each. Download: a session names one
+committed file and serves byte ranges of it, framed the same way. The sessions work on
+partitioned ("old") volumes only; the REST side of volumes is ``volume_rest.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,13 +33,12 @@ from ..errors import EmulatorError
 from ..fsutil import fsync_dir
 from ..ingest import data_error
 from ..sessions import check_writable
+from ..volumes import check_name, partition_dir, volume_info
 
-__all__ = ["route"]
+__all__ = ["route", "store_file", "framed_range", "framed_response"]
 
 _RANGE = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)\Z")
 _COPY = 1024 * 1024
-# Longest file name (bytes), and longest part of one: longer ones fail at commit (ENAMETOOLONG).
-_MAX_NAME, _MAX_PART = 1024, 255
 
 
 def route(method: str, collection: str, has_id: bool, params: dict[str, str]) -> Handler | None:
@@ -66,24 +67,14 @@ def _target(call: Call) -> tuple[str, str, list[str]]:
 
 
 def _safe_name(name: str) -> str:
-    parts = [p for p in name.split("/") if p]
-    if (
-        not parts
-        or name.startswith("/")
-        or "\x00" in name
-        or len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME  # the OS refuses longer
-        or any(
-            p in (".", "..") or len(p.encode("utf-8", "surrogatepass")) > _MAX_PART for p in parts
-        )
-    ):
+    if name.startswith("/"):
         raise EmulatorError.invalid_argument(f"invalid volume file name {name!r}")
-    return "/".join(parts)
+    return check_name(name)
 
 
 def _partition_dir(call: Call, volume: str, partition: str) -> Path:
-    if partition in (".", "..") or "/" in partition:
-        raise EmulatorError.invalid_argument(f"invalid volume partition {partition!r}")
-    return call.state.catalog.volume_dir(call.args["project"], volume) / "files" / partition
+    """The partition's directory; the volume must exist and be partitioned."""
+    return partition_dir(volume_info(call.state.catalog, call.args["project"], volume), partition)
 
 
 def upload_json(session: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +107,7 @@ async def upload_reload(call: Call) -> Response:
     return json_response(upload_json(_upload(call)))
 
 
-def _store_file(raw: BinaryIO, encoding: str | None, out: Path) -> int:
+def store_file(raw: BinaryIO, encoding: str | None, out: Path) -> int:
     """Unframe (and inflate) a volume body into ``out``; returns the file length."""
     length = 0
     try:
@@ -145,7 +136,7 @@ async def upload_file(call: Call) -> Response:
     staged = state.staging_dir / "volumes" / session["id"]
     staged.mkdir(parents=True, exist_ok=True)
     out = staged / uuid.uuid4().hex
-    work = functools.partial(_store_file, encoding=call.header("content-encoding"), out=out)
+    work = functools.partial(store_file, encoding=call.header("content-encoding"), out=out)
     length = await call.receive(work)
     with state.sessions.locked(session["id"]):
         old = session["files"].get(name)
@@ -221,7 +212,8 @@ async def download_reload(call: Call) -> Response:
     return json_response(download_json(_download(call)))
 
 
-def _framed_range(path: Path, start: int, length: int):
+def framed_range(path: Path, start: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of ``path`` from ``start`` in volume framing (§10)."""
     encoder = VolumeFrameEncoder()
     with open(path, "rb") as fh:
         fh.seek(start)
@@ -249,8 +241,13 @@ async def download_read(call: Call) -> Response:
     if start > session["length"]:
         raise EmulatorError.invalid_argument(f"range start {start} is past the file end")
     path = _partition_dir(call, session["volume"], session["partition"]) / session["file"]
+    return framed_response(call, path, start, min(length, session["length"] - start))
+
+
+def framed_response(call: Call, path: Path, start: int, length: int) -> StreamingResponse:
+    """A framed byte range of ``path``, deflated when the request accepts ``deflate``."""
     accept = (call.header("accept-encoding") or "").lower()
     encoding = "deflate" if "deflate" in accept else None
     headers = {"Content-Encoding": encoding} if encoding else {}
-    body = _framed_range(path, start, min(length, session["length"] - start))
+    body = framed_range(path, start, length)
     return StreamingResponse(compressed(body, encoding), headers=headers)

@@ -6,10 +6,15 @@ everything the statements before it committed. DDL acts on the catalog directly;
 and CTAS stream rows from DuckDB into Parquet and commit like a tunnel commit (``writes``);
 a query's result is materialised for the instance tunnel (``results``). A failure stops the
 script and is raised as :class:`SqlError` carrying the service's error text.
+
+Each statement runs in a time zone (``zoned``): the job's ``odps.sql.timezone`` setting, else
+the project property of that name, else :data:`DEFAULT_ZONE`; a ``SET
+odps.sql.timezone=...`` statement changes it for the statements after it.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +22,18 @@ from typing import Any
 from ..catalog import Catalog, TableInfo
 from ..errors import EmulatorError
 from ..pins import FilePins
-from . import writes
+from . import intervals, writes
 from .errors import SqlError
 from .lexer import SqlSyntaxError, Token, line_col, split_statements
 from .results import QueryResult, materialise
 from .statements import (
+    AlterColumns,
     AlterPartitions,
     CreateTable,
     DropTable,
     Insert,
     Query,
+    SchemaDdl,
     SetOption,
     Statement,
     TableName,
@@ -35,8 +42,14 @@ from .statements import (
 )
 from .translate import translate
 from .views import bind_tables, referenced_names
+from .zoned import TIMEZONE_KEY, check_zone
 
-__all__ = ["SqlEngine", "ScriptResult"]
+__all__ = ["SqlEngine", "ScriptResult", "DEFAULT_ZONE"]
+
+# The emulator's default SQL time zone. The service's is Asia/Shanghai; UTC keeps the wall
+# clock of SQL literals equal to the instants tunnel clients in UTC write and read. Set the
+# project property ``odps.sql.timezone`` to get the service's behaviour.
+DEFAULT_ZONE = "UTC"
 
 
 @dataclass
@@ -69,11 +82,23 @@ class SqlEngine:
         self.catalog = catalog
         self.pins = pins
         self.max_field_size = max_field_size
+        # The running script's time zone: scripts run concurrently, one per thread.
+        self._local = threading.local()
 
-    def run(self, project: str, text: str, out_dir: Path) -> ScriptResult:
+    def zone(self, project: str, settings: dict[str, Any] | None = None) -> str:
+        """The time zone a job of ``project`` with ``settings`` starts in."""
+        name = (settings or {}).get(TIMEZONE_KEY)
+        if not name:
+            name = self.catalog.project_properties(project).get(TIMEZONE_KEY, DEFAULT_ZONE)
+        return check_zone(str(name))
+
+    def run(
+        self, project: str, text: str, out_dir: Path, settings: dict[str, Any] | None = None
+    ) -> ScriptResult:
         """Run every statement of ``text`` with ``project`` as the default project.
 
-        Query results are written under ``out_dir``. Raises :class:`SqlError`.
+        ``settings`` are the task's settings (``odps.sql.timezone``, ...). Query results are
+        written under ``out_dir``. Raises :class:`SqlError`.
         """
         try:
             parsed = [(tokens, parse_statement(tokens)) for tokens in split_statements(text)]
@@ -83,6 +108,7 @@ class SqlEngine:
             raise SqlError.parse("the script has no statement")
         out_dir.mkdir(parents=True, exist_ok=True)
         result: QueryResult | None = None
+        self._local.zone = self.zone(project, settings)
         for index, (tokens, stmt) in enumerate(parsed):
             try:
                 produced = self._execute(project, stmt, out_dir / f"result-{index}.parquet")
@@ -100,15 +126,12 @@ class SqlEngine:
     # ------------------------------------------------------------------ statements
     def _execute(self, project: str, stmt: Statement, result_path: Path) -> QueryResult | None:
         if isinstance(stmt, SetOption):
+            key, _, value = stmt.text.partition("=")
+            if key.replace(" ", "").lower() == TIMEZONE_KEY:
+                self._local.zone = check_zone(value.replace(" ", ""))
             return None
         if isinstance(stmt, Query):
-            return self._with_duckdb(
-                project,
-                stmt.tokens,
-                lambda con: materialise(
-                    con, translate(stmt.tokens), result_path, self.max_field_size
-                ),
-            )
+            return self._query(project, stmt.tokens, result_path)
         if isinstance(stmt, CreateTable):
             self._create_table(project, stmt, result_path)
         elif isinstance(stmt, DropTable):
@@ -119,7 +142,10 @@ class SqlEngine:
                 stmt.table.project or project,
                 stmt.table.name,
                 if_exists=stmt.if_exists,
+                schema_name=stmt.table.schema,
             )
+        elif isinstance(stmt, SchemaDdl):
+            self._schema_ddl(project, stmt)
         elif isinstance(stmt, AlterPartitions):
             info = self._table(project, stmt.table)
             for spec in stmt.specs:
@@ -130,8 +156,26 @@ class SqlEngine:
                     call = self.catalog.drop_partition
                     kwargs = {"if_exists": stmt.tolerant}
                 self._catalog_call(
-                    stmt.table, project, call, info.project, info.name, spec, **kwargs
+                    stmt.table,
+                    project,
+                    call,
+                    info.project,
+                    info.name,
+                    spec,
+                    schema_name=info.schema_name,
+                    **kwargs,
                 )
+        elif isinstance(stmt, AlterColumns):
+            info = self._table(project, stmt.table)
+            self._catalog_call(
+                stmt.table,
+                project,
+                self.catalog.add_columns,
+                info.project,
+                info.name,
+                stmt.columns,
+                schema_name=info.schema_name,
+            )
         elif isinstance(stmt, Truncate):
             writes.truncate(self.catalog, self._table(project, stmt.table), stmt.specs)
         elif isinstance(stmt, Insert):
@@ -140,24 +184,41 @@ class SqlEngine:
                 project,
                 stmt.query,
                 lambda con: writes.insert(
-                    con, self.catalog, info, stmt, translate(stmt.query), self.max_field_size
+                    con,
+                    self.catalog,
+                    info,
+                    stmt,
+                    translate(stmt.query),
+                    self.max_field_size,
+                    self._local.zone,
                 ),
             )
         return None
 
+    def _schema_ddl(self, project: str, stmt: SchemaDdl) -> None:
+        """``CREATE SCHEMA`` / ``DROP SCHEMA`` on the catalog."""
+        target = stmt.project or project
+        try:
+            if stmt.create:
+                self.catalog.create_schema(target, stmt.name, if_not_exists=stmt.tolerant)
+            else:
+                self.catalog.drop_schema(target, stmt.name, if_exists=stmt.tolerant)
+        except EmulatorError as exc:
+            raise SqlError.semantic(exc.message) from None
+
     def _create_table(self, project: str, stmt: CreateTable, result_path: Path) -> None:
         target = stmt.table.project or project
-        if stmt.if_not_exists and self.catalog.table_exists(target, stmt.table.name):
+        schema_name = stmt.table.schema
+        if stmt.if_not_exists and self.catalog.table_exists(target, stmt.table.name, schema_name):
             return
         props = stmt.properties
-        options: dict[str, Any] = {"lifecycle": stmt.lifecycle, "comment": stmt.comment}
+        options: dict[str, Any] = {
+            "lifecycle": stmt.lifecycle,
+            "comment": stmt.comment,
+            "schema_name": schema_name,
+        }
         if stmt.as_query is not None:
-            query = stmt.as_query
-            result = self._with_duckdb(
-                project,
-                query,
-                lambda con: materialise(con, translate(query), result_path, self.max_field_size),
-            )
+            result = self._query(project, stmt.as_query, result_path)
             info = self._catalog_call(
                 stmt.table,
                 project,
@@ -193,10 +254,21 @@ class SqlEngine:
             **options,
         )
 
+    def _query(self, project: str, tokens: list[Token], result_path: Path) -> QueryResult:
+        """Run a query and materialise its result (in the statement's time zone)."""
+        kind = intervals.result_kind(tokens)
+        return self._with_duckdb(
+            project,
+            tokens,
+            lambda con: materialise(
+                con, translate(tokens), result_path, self.max_field_size, self._local.zone, kind
+            ),
+        )
+
     # ------------------------------------------------------------------ helpers
     def _table(self, project: str, name: TableName) -> TableInfo:
         try:
-            return self.catalog.get_table(name.project or project, name.name)
+            return self.catalog.get_table(name.project or project, name.name, name.schema)
         except EmulatorError:
             raise SqlError.table_not_found(name.qualified(project)) from None
 
@@ -219,11 +291,17 @@ class SqlEngine:
 
         con = duckdb.connect()
         try:
+            con.execute(f"SET TimeZone = '{self._local.zone}'")  # GETDATE() is wall clock there
+            for macro in intervals.MACROS:
+                con.execute(macro)
             with self.pins.scope() as scope:
-                bind_tables(con, self.catalog, project, referenced_names(tokens), scope)
+                names = referenced_names(tokens)
+                bind_tables(con, self.catalog, project, names, scope, self._local.zone)
                 return work(con)
         except duckdb.Error as exc:
             raise _duckdb_error(exc) from None
+        except OSError as exc:  # a failed Arrow dataset scan (wide DECIMAL out of range, ...)
+            raise SqlError.runtime(str(exc).split("\n")[0]) from None
         except EmulatorError as exc:
             raise SqlError.runtime(exc.message) from None
         finally:

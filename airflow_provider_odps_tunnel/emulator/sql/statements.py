@@ -18,6 +18,8 @@ __all__ = [
     "TableName",
     "CreateTable",
     "DropTable",
+    "SchemaDdl",
+    "AlterColumns",
     "AlterPartitions",
     "Truncate",
     "Insert",
@@ -32,13 +34,16 @@ _QUERY_STARTS = ("SELECT", "WITH", "VALUES", "FROM")
 
 @dataclass(frozen=True)
 class TableName:
-    """``[project.]table`` as written (the project defaults to the instance's)."""
+    """``[project.]table`` or ``project.schema.table`` as written (the project defaults to
+    the instance's, the schema to ``default``)."""
 
     project: str | None
     name: str
+    schema: str | None = None
 
     def qualified(self, default_project: str) -> str:
-        return f"{self.project or default_project}.{self.name}"
+        parts = (self.project or default_project, self.schema, self.name)
+        return ".".join(p for p in parts if p)
 
 
 @dataclass
@@ -62,6 +67,17 @@ class DropTable:
 
 
 @dataclass
+class SchemaDdl:
+    """``CREATE SCHEMA [IF NOT EXISTS] [project.]s`` or ``DROP SCHEMA [IF EXISTS] [project.]s``
+    (pyodps's fallback when the service has no schema REST API)."""
+
+    create: bool
+    project: str | None
+    name: str
+    tolerant: bool = False
+
+
+@dataclass
 class AlterPartitions:
     """``ALTER TABLE t ADD|DROP [IF [NOT] EXISTS] PARTITION (...) [, PARTITION (...)]``."""
 
@@ -69,6 +85,14 @@ class AlterPartitions:
     add: bool
     specs: list[dict[str, str]]
     tolerant: bool = False
+
+
+@dataclass
+class AlterColumns:
+    """``ALTER TABLE t ADD COLUMNS (name type [COMMENT '...'], ...)`` (bumps the schema version)."""
+
+    table: TableName
+    columns: list[Column]
 
 
 @dataclass
@@ -104,7 +128,17 @@ class SetOption:
     text: str
 
 
-Statement = CreateTable | DropTable | AlterPartitions | Truncate | Insert | Query | SetOption
+Statement = (
+    CreateTable
+    | DropTable
+    | SchemaDdl
+    | AlterPartitions
+    | AlterColumns
+    | Truncate
+    | Insert
+    | Query
+    | SetOption
+)
 
 
 class _Cursor:
@@ -164,8 +198,8 @@ class _Cursor:
         first = self.name()
         if self.accept_op("."):
             second = self.name()
-            if self.peek() is not None and self.peek().is_op("."):
-                raise self.fail("three-part names (project.schema.table) are not supported")
+            if self.accept_op("."):
+                return TableName(first, self.name(), schema=second)
             return TableName(first, second)
         return TableName(None, first)
 
@@ -387,6 +421,14 @@ def parse_statement(tokens: list[Token]) -> Statement:
         return SetOption(" ".join(t.text for t in cur.rest()))
     if cur.accept("CREATE", "TABLE"):
         return _create_table(cur)
+    for verb, tolerance in (("CREATE", ("IF", "NOT", "EXISTS")), ("DROP", ("IF", "EXISTS"))):
+        if cur.accept(verb, "SCHEMA"):
+            tolerant = cur.accept(*tolerance)
+            named = cur.table_name()
+            if named.schema is not None:
+                raise cur.fail("a schema name is [project.]schema")
+            cur.end()
+            return SchemaDdl(verb == "CREATE", named.project, named.name, tolerant)
     if cur.accept("DROP", "TABLE"):
         stmt = DropTable(TableName(None, ""), if_exists=cur.accept("IF", "EXISTS"))
         stmt.table = cur.table_name()
@@ -394,14 +436,16 @@ def parse_statement(tokens: list[Token]) -> Statement:
         return stmt
     if cur.accept("ALTER", "TABLE"):
         table = cur.table_name()
-        if cur.accept("ADD"):
+        if cur.accept("ADD", "COLUMNS"):
+            stmt = AlterColumns(table, _column_list(cur, None))
+        elif cur.accept("ADD"):
             tolerant = cur.accept("IF", "NOT", "EXISTS")
             stmt = AlterPartitions(table, True, _static_specs(cur), tolerant)
         elif cur.accept("DROP"):
             tolerant = cur.accept("IF", "EXISTS")
             stmt = AlterPartitions(table, False, _static_specs(cur), tolerant)
         else:
-            raise cur.fail("only ALTER TABLE ... ADD/DROP PARTITION is supported")
+            raise cur.fail("only ALTER TABLE ... ADD/DROP PARTITION and ADD COLUMNS are supported")
         cur.end()
         return stmt
     if cur.accept("TRUNCATE", "TABLE"):
@@ -412,6 +456,6 @@ def parse_statement(tokens: list[Token]) -> Statement:
     if cur.accept("INSERT"):
         return _insert(cur)
     raise cur.fail(
-        "unsupported statement (the emulator runs CREATE/DROP/ALTER/TRUNCATE TABLE, INSERT, "
-        "SELECT and SET)"
+        "unsupported statement (the emulator runs CREATE/DROP/ALTER/TRUNCATE TABLE, "
+        "CREATE/DROP SCHEMA, INSERT, SELECT and SET)"
     )

@@ -8,10 +8,12 @@ name:
 * type names inside ``CAST(x AS type)`` and the literals ``DATETIME '...'`` /
   ``TIMESTAMP '...'`` become the DuckDB types of ``typemap`` (``STRING`` → ``VARCHAR``,
   ``DATETIME`` → ``TIMESTAMP_MS``, ``ARRAY<T>`` → ``T[]``, ...);
-* ``==`` becomes ``=``, and a few functions are renamed (:data:`FUNCTIONS`).
+* ``==`` becomes ``=``, and a few functions are renamed (:data:`FUNCTIONS`);
+* ``123.45BD`` (a DECIMAL literal) becomes an exact ``DECIMAL(p,s)`` cast, and the interval
+  functions and literals become DuckDB INTERVALs (``intervals``).
 
-Table names need no rewriting: every project is a DuckDB schema (see ``views``), so
-``project.table`` and ``table`` resolve as they do in ODPS.
+Table names need no rewriting: every project is a DuckDB catalog (see ``views``), so
+``project.schema.table``, ``project.table`` and ``table`` resolve as they do in ODPS.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections.abc import Sequence
 
 from airflow_provider_odps_tunnel.tunnel.codec.types import parse_type
 
+from . import intervals
 from .lexer import Token
-from .typemap import duckdb_type, quote_ident
+from .typemap import MAX_DUCKDB_PRECISION, duckdb_type, quote_ident
 
 __all__ = ["translate", "FUNCTIONS", "matching_paren"]
 
@@ -71,6 +74,38 @@ def _piece(token: Token) -> str:
     return token.text
 
 
+def _decimal_literal(number: str) -> str:
+    """``123.45BD`` as an exact DuckDB DECIMAL of the literal's own digits."""
+    whole, _, fraction = number.partition(".")
+    scale = len(fraction)
+    precision = min(max(len(whole.lstrip("0")) + scale, scale, 1), MAX_DUCKDB_PRECISION)
+    return f"CAST('{number}' AS DECIMAL({precision},{min(scale, precision)}))"
+
+
+def _special(tokens: Sequence[Token], idx: int) -> tuple[str, int] | None:
+    """DuckDB text and token count of an ODPS-only form starting at ``idx``, if any."""
+    token = tokens[idx]
+    nxt = tokens[idx + 1] if idx + 1 < len(tokens) else None
+    if (
+        token.kind == "number"
+        and nxt is not None
+        and nxt.is_word("BD")
+        and nxt.pos == token.pos + len(token.text)
+        and "e" not in token.text.lower()
+    ):
+        return _decimal_literal(token.text), 2
+    if token.upper == "INTERVAL" and nxt is not None and nxt.kind in ("string", "number"):
+        found = intervals.literal_units(tokens, idx + 2)
+        if found is not None:
+            units, width = found
+            return f"({intervals.literal_sql(nxt, units)})", 2 + width
+    if token.upper in intervals.FUNCTIONS and nxt is not None and nxt.is_op("("):
+        close = matching_paren(tokens, idx + 1)
+        argument = tokens[idx + 2 : close]
+        return intervals.function_sql(token.upper, argument, translate(argument)), close - idx + 1
+    return None
+
+
 def translate(tokens: Sequence[Token]) -> str:
     """DuckDB text of an ODPS query or expression given as tokens (no spaces/comments)."""
     out: list[str] = []
@@ -80,6 +115,14 @@ def translate(tokens: Sequence[Token]) -> str:
         token = tokens[idx]
         if prev_end is not None and token.pos > prev_end:
             out.append(" ")
+        special = _special(tokens, idx)
+        if special is not None:
+            text, width = special
+            out.append(text)
+            last = tokens[idx + width - 1]
+            prev_end = last.pos + len(last.text)
+            idx += width
+            continue
         nxt = tokens[idx + 1] if idx + 1 < len(tokens) else None
         upper = token.upper
         if upper == "CAST" and nxt is not None and nxt.is_op("("):

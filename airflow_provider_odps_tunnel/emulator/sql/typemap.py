@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from airflow_provider_odps_tunnel.tunnel.codec import types as odps
 
-__all__ = ["duckdb_type", "odps_type_of_arrow", "quote_ident"]
+__all__ = ["duckdb_type", "odps_type_of_arrow", "quote_ident", "MAX_DUCKDB_PRECISION"]
 
 _SIMPLE = {
     "tinyint": "TINYINT",
@@ -32,8 +32,9 @@ _SIMPLE = {
     "interval_year_month": "INTEGER",
     "json": "VARCHAR",
 }
-# DuckDB's widest decimal; ODPS's legacy bare DECIMAL (54,18) is computed at this width.
-_MAX_DUCKDB_PRECISION = 38
+# DuckDB's widest decimal; ODPS's legacy bare DECIMAL (54,18) is computed at this width
+# (exact for values of up to 38 - 18 = 20 integer digits; larger ones fail the statement).
+MAX_DUCKDB_PRECISION = 38
 
 
 def quote_ident(name: str) -> str:
@@ -46,7 +47,7 @@ def duckdb_type(dt: odps.DataType) -> str:
     if dt.name in _SIMPLE:
         return _SIMPLE[dt.name]
     if isinstance(dt, odps.Decimal):
-        precision = min(dt.precision, _MAX_DUCKDB_PRECISION)
+        precision = min(dt.precision, MAX_DUCKDB_PRECISION)
         return f"DECIMAL({precision},{min(dt.scale, precision)})"
     if isinstance(dt, odps.Char | odps.Varchar):
         return "VARCHAR"
@@ -89,7 +90,7 @@ def odps_type_of_arrow(arrow_type: pa.DataType) -> odps.DataType:
     if pa.types.is_timestamp(t):
         return odps.timestamp if t.unit == "ns" else odps.datetime
     if pa.types.is_decimal(t):
-        return odps.Decimal(min(t.precision, _MAX_DUCKDB_PRECISION), t.scale)
+        return odps.Decimal(min(t.precision, MAX_DUCKDB_PRECISION), t.scale)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         return odps.Array(odps_type_of_arrow(t.value_type))
     if pa.types.is_map(t):

@@ -5,7 +5,8 @@ registered), then publishes them under the table lock exactly as a tunnel commit
 atomic manifest rename per partition, so readers see all of a partition's new rows or none.
 A dynamic-partition INSERT publishes each partition it wrote in turn, all under one lock
 hold. INSERT INTO a primary-key table replaces the rows whose keys it writes (the last row
-of a key wins), as upserts do.
+of a key wins), as upserts do. DATETIME and TIMESTAMP values are wall clock in the
+statement's zone inside DuckDB and are stored as the instants they name (``zoned``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..ingest import PARQUET_OPTIONS, ParquetSink
 from .errors import SqlError
 from .statements import Insert
 from .typemap import duckdb_type, quote_ident
+from .zoned import to_instant
 
 __all__ = ["insert", "publish_file", "truncate"]
 
@@ -41,10 +43,13 @@ class _Target:
     dynamic: list[str]
 
 
-def _cast_expr(ref: str, dt: odps.DataType) -> str:
+def _cast_expr(ref: str, dt: odps.DataType, zone: str) -> str:
     if isinstance(dt, odps.Char):
         return f"rpad(CAST({ref} AS VARCHAR), {dt.size}, ' ')"
-    return f"CAST({ref} AS {duckdb_type(dt)})"
+    value = f"CAST({ref} AS {duckdb_type(dt)})"
+    if dt in (odps.datetime, odps.timestamp):
+        return to_instant(value, duckdb_type(dt), zone)
+    return value
 
 
 def _target(info: TableInfo, stmt: Insert) -> _Target:
@@ -70,7 +75,9 @@ def _target(info: TableInfo, stmt: Insert) -> _Target:
     return _Target(static, names[first_dynamic:])  # type: ignore[arg-type]
 
 
-def _select_sql(info: TableInfo, stmt: Insert, target: _Target, source: str, width: int) -> str:
+def _select_sql(
+    info: TableInfo, stmt: Insert, target: _Target, source: str, width: int, zone: str
+) -> str:
     """The SELECT producing the table's data columns (and dynamic partition values)."""
     data = info.schema.simple_columns
     listed = stmt.columns or [c.name for c in data]
@@ -89,7 +96,7 @@ def _select_sql(info: TableInfo, stmt: Insert, target: _Target, source: str, wid
             ref = f"c{listed_lower.index(col.name.lower())}"
         else:
             ref = "NULL"
-        exprs.append(f"{_cast_expr(ref, col.type)} AS {quote_ident(col.name)}")
+        exprs.append(f"{_cast_expr(ref, col.type, zone)} AS {quote_ident(col.name)}")
     for offset, name in enumerate(target.dynamic):
         exprs.append(f"CAST(c{len(listed) + offset} AS VARCHAR) AS {quote_ident(name)}")
     aliases = ", ".join(f"c{i}" for i in range(width))
@@ -145,12 +152,22 @@ def _split(
 
 
 def insert(
-    con: Any, catalog: Catalog, info: TableInfo, stmt: Insert, source: str, max_field_size: int
+    con: Any,
+    catalog: Catalog,
+    info: TableInfo,
+    stmt: Insert,
+    source: str,
+    max_field_size: int,
+    zone: str = "UTC",
 ) -> int:
-    """Run an INSERT whose query is DuckDB text ``source``; returns the rows written."""
+    """Run an INSERT whose query is DuckDB text ``source``; returns the rows written.
+
+    ``zone`` is the statement's time zone (the wall clock of its DATETIME values).
+    """
     target = _target(info, stmt)
     width = len(con.sql(source).columns)
-    reader = con.sql(_select_sql(info, stmt, target, source, width)).to_arrow_reader(_BATCH_ROWS)
+    select = _select_sql(info, stmt, target, source, width, zone)
+    reader = con.sql(select).to_arrow_reader(_BATCH_ROWS)
     sinks = _Sinks(catalog, info, max_field_size)
     try:
         for batch in reader:
@@ -231,7 +248,7 @@ def truncate(catalog: Catalog, info: TableInfo, specs: list[dict[str, str]]) -> 
         if specs:
             targets = [_spec(catalog, info, s) for s in specs]
         elif info.partitioned:
-            targets = catalog.list_partitions(info.project, info.name)
+            targets = catalog.partitions(info)
         else:
             targets = [PartitionSpec()]
         for spec in targets:

@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import (
     ChecksumError,
     DataStreamError,
+    DatetimeOverflowError,
     RecordValidationError,
     StreamTruncatedError,
 )
@@ -410,7 +411,7 @@ class _Codecs:
                 try:
                     return convert(v), pos
                 except (OverflowError, ValueError) as exc:
-                    raise DataStreamError(f"{dt} value {v} is out of range: {exc}") from None
+                    raise DatetimeOverflowError(f"{dt} value {v} is out of range: {exc}") from None
 
             return dec_time
         if dt in (_types.timestamp, _types.timestamp_ntz, _types.interval_day_time):

@@ -135,6 +135,8 @@ class TunnelArrowReader:
         self._past_bytes = 0
         #: Rows returned so far.
         self.n_rows = 0
+        #: Whether :meth:`close` was called (pyodps's attribute).
+        self.closed = False
 
     @property
     def schema(self) -> TableSchema:
@@ -150,6 +152,10 @@ class TunnelArrowReader:
     def n_bytes(self) -> int:
         """Body bytes read so far, over every attempt."""
         return self._past_bytes + (self._stream.count if self._stream else 0)
+
+    def get_total_bytes(self) -> int:
+        """The same as :attr:`n_bytes` (pyodps's name)."""
+        return self.n_bytes
 
     # ----------------------------------------------------------------- the body
 
@@ -204,9 +210,14 @@ class TunnelArrowReader:
         self.n_rows += batch.num_rows
         return batch
 
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while (batch := self.read_next_batch()) is not None:
-            yield batch
+    def __iter__(self) -> TunnelArrowReader:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        batch = self.read_next_batch()
+        if batch is None:
+            raise StopIteration
+        return batch
 
     def read(self) -> pa.Table:
         """Every remaining row as one ``pyarrow.Table``."""
@@ -243,8 +254,10 @@ class TunnelArrowReader:
 
     def close(self) -> None:
         """Close the body being read."""
+        self._rows.close()
         self._close_stream()
         self._finished = True
+        self.closed = True
 
     def __enter__(self) -> TunnelArrowReader:
         return self

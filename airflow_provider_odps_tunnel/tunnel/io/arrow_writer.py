@@ -60,6 +60,10 @@ class _ArrowWriterBase:
             raise ValueError("write to a closed Arrow writer")
         return conform_table(data, self.arrow_schema, self._timezone)
 
+    def get_total_bytes(self) -> int:
+        """Body bytes produced so far, before compression (pyodps's name)."""
+        return self.n_bytes
+
     def __enter__(self) -> Any:
         return self
 
@@ -102,6 +106,11 @@ class ArrowWriter(_ArrowWriterBase):
         for batch in self._batches(data):
             self._send(self._encoder.feed(serialize_batch(batch)))
             self.n_rows += batch.num_rows
+
+    def flush(self) -> None:
+        """Nothing to do: every complete frame is already handed to the request; the
+        frame being filled can only go out whole, with its CRC (pyodps's ``flush``
+        likewise only flushes its compressor)."""
 
     def close(self) -> Any:
         """Finish the body and wait for the request; returns what the callback returned."""
@@ -230,6 +239,12 @@ class BufferedArrowWriter(_ArrowWriterBase):
         self._sent_bytes += self._buffer.raw_size
         self._block_id = None if self._block_id_gen else block_id + 1
         self._new_block()
+
+    def flush(self) -> None:
+        """Send what is buffered as a block now (no-op when nothing is buffered), as
+        :meth:`.BufferedRecordWriter.flush` does."""
+        if not self._closed and self._encoder.payload_bytes:
+            self._flush()
 
     def get_blocks_written(self) -> list[int]:
         """Ids of the blocks sent so far, for the session's commit."""

@@ -23,6 +23,8 @@ from ..codec.types import json as json_type
 from ..errors import DataStreamError, TunnelError
 from ..options import options, resolve_timezone
 from ..progress import Progress
+from .metrics import ClientClock, TimedStream, TunnelMetrics
+from .reader_api import RecordReaderAPI
 from .resume import ResumableRows
 
 __all__ = ["TunnelRecordReader"]
@@ -32,7 +34,7 @@ StreamCreator = Callable[[int], BinaryIO]
 _BATCH_ROWS = 1024
 
 
-class TunnelRecordReader:
+class TunnelRecordReader(RecordReaderAPI):
     """Reads a download body as :class:`Record` objects (or tuples, or Arrow batches).
 
     ``stream_creator(start_row)`` returns a readable binary stream (already decompressed)
@@ -40,6 +42,10 @@ class TunnelRecordReader:
     selects and orders columns (partition columns included); without it every data column
     is read, followed by the partition columns when ``append_partitions`` is set. Partition
     values come from ``partition_spec``: the service never sends them.
+
+    Besides pyodps's surface (iteration, slicing, ``reads()``, ``to_result_frame``,
+    ``to_pandas``, ``n_bytes``, ``metrics``: :class:`~.reader_api.RecordReaderAPI`) it
+    offers faster paths: :meth:`iter_tuples`, :meth:`iter_arrow_batches`, :meth:`read_arrow`.
     """
 
     def __init__(
@@ -80,6 +86,32 @@ class TunnelRecordReader:
         self._pending_pos = 0
         self.progress = Progress("download")
         self._finished = False
+        self._clock = ClientClock()
+        self._decoder: RecordDecoder | None = None
+        self._past_bytes = 0
+        self._server_metrics: dict | None = None
+
+    @property
+    def schema(self) -> TableSchema:
+        """The table's schema, as the reader was given it (pyodps's ``reader.schema``)."""
+        return self._schema
+
+    @property
+    def n_bytes(self) -> int:
+        """Body bytes decoded so far, over every attempt (decompressed; decoding runs at
+        most one batch of rows ahead of the rows handed out)."""
+        return self._past_bytes + (self._decoder.offset if self._decoder is not None else 0)
+
+    def get_total_bytes(self) -> int:
+        """The same as :attr:`n_bytes` (pyodps's name)."""
+        return self.n_bytes
+
+    @property
+    def metrics(self) -> TunnelMetrics | None:
+        """The server's costs from the end of the body (protocol §5.7), with the client's
+        own when ``options.enable_client_metrics`` is set; None until a body has ended
+        with a metrics block (after a resume: the last body's)."""
+        return self._clock.metrics(type(self).__name__, self._server_metrics)
 
     @property
     def wire_columns(self) -> list[Column]:
@@ -92,8 +124,12 @@ class TunnelRecordReader:
         return self._rows.cursor - (len(self._pending) - self._pending_pos)
 
     def _open_batches(self, start_row: int) -> Iterator[list[tuple]]:
+        started = self._clock.start()
         stream = self._stream_creator(start_row)
-        decoder = RecordDecoder(
+        self._clock.add_network(started)
+        if self._clock.enabled:
+            stream = TimedStream(stream, self._clock)
+        decoder = self._decoder = RecordDecoder(
             self._wire_columns,
             stream,
             tz=resolve_timezone(),
@@ -105,6 +141,8 @@ class TunnelRecordReader:
             while True:
                 rows = decoder.read_rows(_BATCH_ROWS)
                 if not rows:
+                    if decoder.metrics is not None:
+                        self._server_metrics = decoder.metrics
                     return
                 self.progress.add(len(rows), decoder.offset - consumed)
                 consumed = decoder.offset
@@ -113,6 +151,8 @@ class TunnelRecordReader:
             exc.row = start_row + (exc.row if exc.row is not None else decoder.count)
             raise
         finally:
+            self._past_bytes += decoder.offset
+            self._decoder = None
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
@@ -136,10 +176,6 @@ class TunnelRecordReader:
             return None
         return Record._trusted(self.columns, self._index, list(row))
 
-    def __iter__(self) -> Iterator[Record]:
-        while (record := self.read()) is not None:
-            yield record
-
     def iter_tuples(self) -> Iterator[tuple]:
         """Rows as tuples in column order: the fast path, with no Record per row."""
         while True:
@@ -155,7 +191,9 @@ class TunnelRecordReader:
                 return
 
     def _next_tuple_batch(self) -> list | None:
+        started = self._clock.start()
         batch = self._rows.next_batch()
+        self._clock.add_local(started)
         if batch is None:
             if not self._finished:
                 self._finished = True
@@ -197,15 +235,17 @@ class TunnelRecordReader:
             return pa.Table.from_batches(batches)
         return self.arrow_schema.empty_table()
 
-    def to_pandas(self) -> Any:
-        """Every remaining row as a pandas DataFrame."""
-        import pandas as pd
-
-        return pd.DataFrame(list(self.iter_tuples()), columns=[c.name for c in self.columns])
+    def _frame_rows(self, start: int | None, end: int | None, step: int | None) -> Iterator[tuple]:
+        """Every remaining row takes the tuple path, with no Record per row."""
+        if not start and end is None and (step or 1) == 1:
+            return self.iter_tuples()
+        return super()._frame_rows(start, end, step)
 
     def close(self) -> None:
+        """Drop buffered rows and close the body being read."""
         self._pending = []
         self._pending_pos = 0
+        self._rows.close()
 
     def __enter__(self) -> TunnelRecordReader:
         return self

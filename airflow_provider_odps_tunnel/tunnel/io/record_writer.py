@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 from ..codec import types as _types
@@ -20,6 +21,7 @@ from ..errors import RecordValidationError, TunnelError
 from ..options import options, resolve_timezone
 from ..progress import Progress
 from .body import StreamingBody
+from .metrics import ClientClock, TunnelMetrics
 
 __all__ = ["RecordWriter", "BufferedRecordWriter", "MAX_BLOCK_ID"]
 
@@ -45,7 +47,22 @@ class _RowSink:
 
     @property
     def n_records(self) -> int:
+        """Records in the body being written (a footer starts a new body at 0)."""
         return self._encoder.count
+
+    @property
+    def count(self) -> int:
+        """pyodps's name of :attr:`n_records`: records in the block being written, 0 again
+        after a block is sent or the writer closed."""
+        return self._encoder.count
+
+    def __len__(self) -> int:
+        """Bytes encoded so far, as pyodps's ``len(writer)``."""
+        return self.n_bytes
+
+    def get_total_bytes(self) -> int:
+        """The same as :attr:`n_bytes` (pyodps's name)."""
+        return self.n_bytes
 
     def _encode(self, data: Any) -> int:
         """Encode ``data`` into the buffer; returns the number of rows it held."""
@@ -156,34 +173,64 @@ class RecordWriter(_RowSink):
         )
         self._closed = False
         self.progress = Progress("upload")
+        self._clock = ClientClock()
+        self._server_metrics: str | None = None
 
     @property
     def n_bytes(self) -> int:
         """Uncompressed bytes encoded so far."""
         return self._body.raw_bytes + len(self._buffer)
 
-    def write(self, data: Any) -> None:
+    @property
+    def metrics(self) -> TunnelMetrics | None:
+        """The server's costs from the block PUT's ``odps-tunnel-metrics`` header (with
+        the client's own under ``options.enable_client_metrics``); None before
+        :meth:`close` or when the answer had no such header."""
+        return self._clock.metrics(type(self).__name__, self._server_metrics)
+
+    def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
         if self._closed:
             raise TunnelError("write to a closed RecordWriter")
-        rows = self._encode(data)
+        started = self._clock.start()
+        rows = self._encode(record)
         if len(self._buffer) >= self._chunk_size:
             self._send_buffer()
         self.progress.add(rows, 0)
+        self._clock.add_local(started)
 
     def _send_buffer(self) -> None:
+        if not self._buffer:
+            return
         self.progress.add(0, len(self._buffer))
+        started = self._clock.start()
         self._body.write(self._buffer)
+        self._clock.add_network(started)
         self._buffer = bytearray()
+
+    def flush(self) -> None:
+        """Hand what is encoded to the request now instead of at the next full chunk."""
+        if not self._closed:
+            self._send_buffer()
+
+    def flush_all(self) -> None:
+        """The same as :meth:`flush`: the request body has no buffer of its own."""
+        self.flush()
 
     def close(self) -> Any:
         """Send the footer, end the request, and return the callback's result."""
         if self._closed:
             return None
+        started = self._clock.start()
         self._closed = True
         self._buffer += self._encoder.footer()
         self._send_buffer()
+        network = self._clock.start()
         result = self._body.close()
+        self._clock.add_network(network)
+        self._clock.add_local(started)
+        if isinstance(result, str):
+            self._server_metrics = result
         self.progress.finish()
         return result
 
@@ -262,6 +309,21 @@ class BufferedRecordWriter(_RowSink):
         self._bytes_sent = 0
         self._closed = False
         self.progress = Progress("upload")
+        self._clock = ClientClock()
+        self._metrics: TunnelMetrics | None = (
+            TunnelMetrics(type(self).__name__) if self._clock.enabled else None
+        )
+        self._sent: list[Future] = []  # blocks in the background, for their metrics
+
+    @property
+    def metrics(self) -> TunnelMetrics | None:
+        """The sum of the blocks' server costs and the client's own, collected only under
+        ``options.enable_client_metrics`` (None otherwise), as pyodps. A block counts
+        when its request callback returns the ``odps-tunnel-metrics`` header's text (or a
+        ``Future`` of it, for a block sent in the background)."""
+        if self._metrics is not None:
+            self._collect_sent()
+        return self._metrics
 
     @staticmethod
     def _check_block_id(block_id: int) -> int:
@@ -280,24 +342,29 @@ class BufferedRecordWriter(_RowSink):
         """Uncompressed bytes encoded so far, sent or buffered."""
         return self._bytes_sent + len(self._buffer)
 
-    def write(self, data: Any) -> None:
+    def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
         if self._closed:
             raise TunnelError("write to a closed BufferedRecordWriter")
-        rows = self._encode(data)
+        started = self._clock.start()
+        rows = self._encode(record)
         self.progress.add(rows, 0)
         if len(self._buffer) > self.block_limit:
             self._flush()
+        self._clock.add_local(started)
 
     def _flush(self) -> None:
         self._buffer += self._encoder.footer()
         body = BlockBody(self._buffer, options.chunk_size, self._compress_option)
         block_id = self._block_id
+        started = self._clock.start()
         try:
-            self._request_callback(block_id, body)
+            result = self._request_callback(block_id, body)
         except TunnelError as exc:
             exc.with_context(block_id=block_id)
             raise
+        self._clock.add_network(started)
+        self._collect_metrics(result)
         self._blocks_written.append(block_id)
         self._bytes_sent += body.raw_size
         self.progress.add(0, body.raw_size)
@@ -306,10 +373,40 @@ class BufferedRecordWriter(_RowSink):
         next_id = self._block_id_gen() if callable(self._block_id_gen) else block_id + 1
         self._block_id = self._check_block_id(next_id)
 
+    def _collect_metrics(self, server_json: Any) -> None:
+        """Add a block's costs to :attr:`metrics`; the client's costs start again at 0."""
+        if self._metrics is None:
+            return
+        if isinstance(server_json, Future):
+            self._sent.append(server_json)
+        elif isinstance(server_json, str):
+            self._metrics += self._clock.metrics(type(self).__name__, server_json)
+            self._clock.reset()
+
+    def _collect_sent(self) -> None:
+        """Add the costs of the background blocks stored by now (a failed one's error is
+        the sender's to report)."""
+        waiting = []
+        for sent in self._sent:
+            if not sent.done():
+                waiting.append(sent)
+            elif not sent.cancelled() and sent.exception() is None:
+                self._collect_metrics(sent.result())
+        self._sent = waiting
+
     def flush(self) -> None:
-        """Send what is buffered as a block now (no-op when nothing is buffered)."""
+        """Send what is buffered as a block now (no-op when nothing is buffered).
+
+        pyodps's ``flush`` only moves its encoder's small internal buffer into the block
+        buffer; ours has no such buffer, and sends the block (the rows committed are
+        the same, in one more block).
+        """
         if self.n_records:
             self._flush()
+
+    def flush_all(self) -> None:
+        """The same as :meth:`flush`."""
+        self.flush()
 
     def close(self) -> None:
         """Send the last block, if any rows are buffered."""

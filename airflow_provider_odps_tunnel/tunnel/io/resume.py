@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import TunnelError
+from ..errors import DatetimeOverflowError, TunnelError
 from ..options import options
 
 __all__ = ["ResumableRows"]
@@ -22,6 +22,7 @@ class ResumableRows:
     a connection dropped between two chunks looks exactly like a truncated body),
     ``on_exception(exc)`` is asked first (True means give up and raise); otherwise the body
     is re-opened at the first row not yet delivered, up to ``retry_times`` times in a row.
+    A value Python cannot hold (:class:`DatetimeOverflowError`) is raised at once.
     Rows are only delivered once verified, so a resume neither loses nor repeats rows.
     """
 
@@ -56,11 +57,20 @@ class ResumableRows:
             self.cursor += self._count_rows(batch)
             return batch
 
+    def close(self) -> None:
+        """Stop reading: close the body being read (its iterator's cleanup runs now)."""
+        batches, self._batches = self._batches, None
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
     def _handle(self, exc: Exception) -> None:
         if isinstance(exc, TunnelError):
             exc.with_context(row=self.cursor)
         else:
             exc.add_note(f"while reading the body at row {self.cursor}")
+        if isinstance(exc, DatetimeOverflowError):  # the same value comes back every time
+            raise exc
         if self._on_exception is not None and self._on_exception(exc):
             raise exc
         self._failures += 1

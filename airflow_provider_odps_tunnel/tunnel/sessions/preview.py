@@ -17,6 +17,7 @@ import pyarrow.ipc
 from ..codec.arrow_types import arrow_type_to_odps_type, timestamp_structs_to_ns
 from ..codec.record import Record
 from ..codec.schema import Column, TableSchema
+from ..io.reader_api import RecordReaderAPI
 
 __all__ = ["PreviewArrowReader", "PreviewRecordReader"]
 
@@ -67,7 +68,7 @@ class PreviewArrowReader:
         return self._select_schema(self._schema)
 
     def _select_schema(self, schema: pa.Schema) -> pa.Schema:
-        if not self._columns:
+        if not self._columns or not schema.names:  # an empty body has no schema at all
             return schema
         return pa.schema([schema.field(schema.get_field_index(c)) for c in self._columns])
 
@@ -108,8 +109,10 @@ class PreviewArrowReader:
         self.close()
 
 
-class PreviewRecordReader:
-    """The preview as :class:`Record` objects, with a schema derived from the stream."""
+class PreviewRecordReader(RecordReaderAPI):
+    """The preview as :class:`Record` objects, with a schema derived from the stream
+    (pyodps's ``ArrowRecordReader``): iteration, slicing, ``count`` (records read so far),
+    ``to_pandas(start, count)`` and ``to_result_frame``."""
 
     def __init__(self, arrow_reader: PreviewArrowReader):
         self._arrow = arrow_reader
@@ -118,21 +121,24 @@ class PreviewRecordReader:
         )
         self.columns = self.schema.columns
         self._rows = self._generate()
+        self._count = 0
 
     def _generate(self) -> Iterator[Record]:
         for batch in self._arrow:
             for row in batch.to_pylist():
                 yield Record(schema=self.schema, values=list(row.values()))
 
-    def __iter__(self) -> Iterator[Record]:
-        return self._rows
+    @property
+    def count(self) -> int:
+        """Records read so far."""
+        return self._count
 
     def read(self) -> Record | None:
         """The next record, or None at the end."""
-        return next(self._rows, None)
-
-    def to_pandas(self) -> Any:
-        return self._arrow.to_pandas()
+        record = next(self._rows, None)
+        if record is not None:
+            self._count += 1
+        return record
 
     def close(self) -> None:
         self._arrow.close()

@@ -1,50 +1,102 @@
 """Stream upload sessions: every flushed batch is committed by the service on arrival.
 
-Each writer sends its batches to one slot (round robin over the session's slots); the
-answer of every PUT names the slot's current server and the slot count, and the session
-follows them. A failed PUT is retried after reloading the session's routes, unless it was
-sent whole and then not answered within the read timeout: the service commits each PUT on
-arrival and a batch has no idempotency key, so sending it again could store it twice. That
-case raises a ``TunnelTimeoutError`` saying the batch may have been stored.
+The session follows pyodps 0.13.2's ``TableStreamUploadSession`` (``odps/tunnel/tabletunnel.py``):
+
+* Each writer takes one slot (:class:`TableStreamUploadSession.Slots`, round robin from a
+  random start) and sends all its batches there. The answer of every PUT names the slot's
+  server and the slot count; :meth:`~TableStreamUploadSession.reload_slots` follows them
+  (another count: reload the session; another server: re-route the slot).
+* A batch PUT is retried by the tunnel's rules (``transport.retry.request_policy``); after a
+  502 or 504 the session is reloaded first and the writer moves to the current slot.
+* Every send of one batch carries the same ``odps-tunnel-retry-trace-id`` and the next
+  ``odps-tunnel-retry-index``: a batch whose answer was lost (connection cut or read timeout
+  after the whole body was sent) is sent again, and a service that de-duplicates by trace id
+  (the emulator does; pyodps and the Java SDK send the pair for that purpose) stores it once.
+  Against a service that does not, such a re-send may store the batch twice, exactly as
+  pyodps's re-send would.
+* ``reload(force=False)`` runs at most once per ``options.stream_reload_throttle`` seconds
+  and skips while another thread reloads; ``get_last_batch_id`` and
+  ``get_last_batch_commit_time`` use such a read-only reload, so they may be that stale.
+* With ``allow_schema_mismatch=False`` and no ``schema_version``, the session is created at
+  the table's current schema version (read from the table's metadata), again with a fresh
+  version for as long as the service answers ``NoSuchSchema``. A PUT refused with
+  ``SchemaModified`` (412) is raised: the writer's records follow the old schema.
 """
 
 from __future__ import annotations
 
-import itertools
+import datetime as _dt
 import logging
+import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..codec.compression import CompressOption
 from ..codec.partition import PartitionSpec
 from ..codec.schema import TableSchema
-from ..errors import TunnelError, TunnelTimeoutError
+from ..errors import NoSuchSchema, TunnelError
 from ..io.record_writer import BlockBody, BufferedRecordWriter
-from ..transport.rest import RestClient, sent_but_unanswered
-from ..transport.retry import Attempt, RetryPolicy
+from ..options import options
+from ..transport import retry
+from ..transport.rest import RestClient
+from ..transport.retry import Attempt, Backoff, RetryPolicy, RetryRule, RetryTrace
+from .slot import Slot
 from .table_base import SessionStatus, TableSession
 
 __all__ = ["TableStreamUploadSession", "StreamRecordWriter"]
 
 log = logging.getLogger(__name__)
 
-# Answers that another attempt cannot change.
-_FINAL_STATUSES = (400, 401, 403, 404, 412)
-
-
-def _retryable(exc: BaseException) -> bool:
-    """A failed batch PUT that may be sent again: not refused for good, and not sent whole
-    and then left unanswered (the service may have stored it)."""
-    return (
-        isinstance(exc, TunnelError)
-        and exc.status not in _FINAL_STATUSES
-        and not sent_but_unanswered(exc)
-    )
+# Gateway answers after which pyodps reloads the routes before the next try.
+_GATEWAY_STATUSES = (502, 504)
 
 
 class TableStreamUploadSession(TableSession):
     """A stream upload session (create with
-    :meth:`TableTunnel.create_stream_upload_session`); ``id`` reattaches to it."""
+    :meth:`TableTunnel.create_stream_upload_session`); ``upload_id`` reattaches to it."""
+
+    class Slots:
+        """The session's slots, handed out round robin from a random start (as pyodps);
+        :meth:`next` is thread-safe."""
+
+        def __init__(self, slot_elements: Any, slot_idx: int | None = None):
+            self._slots: list[Slot] = []
+            for value in slot_elements or []:
+                if len(value) != 2:
+                    raise TunnelError(f"invalid slot route {value!r}")
+                self._slots.append(Slot(str(value[0]), str(value[1])))
+            if slot_idx is not None:
+                self._idx = slot_idx
+            else:
+                self._idx = random.randrange(len(self._slots)) if self._slots else 0
+            self._lock = threading.Lock()
+
+        def __len__(self) -> int:
+            return len(self._slots)
+
+        def next(self) -> Slot | None:
+            """The next slot in round-robin order (None when there are none)."""
+            if not self._slots:
+                return None
+            with self._lock:
+                slot = self._slots[self._idx % len(self._slots)]
+                self._idx += 1
+                return slot
+
+        def __next__(self) -> Slot | None:
+            return self.next()
+
+        def current(self) -> Slot | None:
+            """The slot :meth:`next` returned last."""
+            if not self._slots:
+                return None
+            with self._lock:
+                return self._slots[(self._idx - 1) % len(self._slots)]
+
+        def find(self, slot_id: Any) -> Slot | None:
+            """The slot of that id, if the session still has it."""
+            return next((s for s in self._slots if s.slot == slot_id), None)
 
     def __init__(
         self,
@@ -59,7 +111,7 @@ class TableStreamUploadSession(TableSession):
         allow_schema_mismatch: bool = True,
         upload_id: str | None = None,
         tags: str | list[str] | None = None,
-        schema_version_reloader: Any = None,
+        schema_version_reloader: Callable[[], Any] | None = None,
         slot_num: int = 0,
         dynamic_partition: bool = False,
     ):
@@ -68,21 +120,23 @@ class TableStreamUploadSession(TableSession):
         if zorder_columns is not None and not isinstance(zorder_columns, str):
             zorder_columns = ",".join(zorder_columns)
         self._zorder_columns = zorder_columns
-        self.schema_version = schema_version
+        self.schema_version = None if schema_version is None else str(schema_version)
         self._allow_schema_mismatch = allow_schema_mismatch
         self._schema_version_reloader = schema_version_reloader
         self._slot_num = slot_num
         self._dynamic_partition = dynamic_partition
-        self.slots: list[list[str]] = []
-        self._next_slot = itertools.count()
-        self._lock = threading.Lock()
-        if upload_id is None:
-            if self.schema_version is None and self._schema_version_reloader is not None:
-                self.schema_version = self._schema_version_reloader()
-            self._create()
-        else:
+        self.slots = self.Slots([])
+        self.last_batch_id: int | None = None
+        self.last_batch_commit_time: _dt.datetime | None = None
+        self._reloading = threading.Lock()
+        self._last_reload_time: float | None = None
+        if upload_id is not None:
             self.id = upload_id
             self.reload()
+        elif not allow_schema_mismatch and not schema_version:
+            self._create_at_latest_version()
+        else:
+            self._create()
 
     def _resource(self) -> str:
         return self._table.resource() + "/streams"
@@ -106,13 +160,61 @@ class TableStreamUploadSession(TableSession):
         )
         self._load(resp.json())
 
-    def reload(self) -> None:
-        """Fetch the session again: status, schema and slot routes."""
-        params = {"uploadid": self.id, "schema_version": self.schema_version}
-        resp = self._request("GET", params=params)
-        self._load(resp.json())
+    def _create_at_latest_version(self) -> None:
+        """Create at the table's current schema version, read again (and the create sent
+        again) for as long as the service answers ``NoSuchSchema``, as pyodps does."""
+        if self._schema_version_reloader is None:
+            raise TunnelError(
+                "allow_schema_mismatch=False needs a schema_version or a way to read the "
+                "table's (create the session through TableTunnel)",
+                **self._context(),
+            )
 
-    def _load(self, data: dict[str, Any]) -> None:
+        def attempt(_: Attempt) -> None:
+            version = self._schema_version_reloader()
+            self.schema_version = None if version is None else str(version)
+            self._create()
+
+        rule = RetryRule(
+            "schema version changed",
+            lambda exc: isinstance(exc, NoSuchSchema),
+            None,
+            Backoff(options.retry_delay, 1.0),
+        )
+        RetryPolicy((rule,), deadline=options.tunnel_retry_deadline).call(
+            attempt, what=f"creating a stream session of {self._table}"
+        )
+
+    def reload(self, force: bool = False, readonly: bool = False) -> None:
+        """Fetch the session again: status, schema, slot routes, last batch.
+
+        Without ``force`` this runs at most once per ``options.stream_reload_throttle``
+        seconds and not while another thread reloads (it then returns at once); with
+        ``force`` it always fetches, waiting for a reload in progress. ``readonly`` asks
+        the service not to touch the routing state (``read_only=true``), for monitoring.
+        """
+        if not force:
+            throttle = options.stream_reload_throttle
+            last = self._last_reload_time
+            if last is not None and retry.clock.monotonic() - last < throttle:
+                return
+            if not self._reloading.acquire(blocking=False):
+                return
+        else:
+            self._reloading.acquire()
+        try:
+            params = {
+                "uploadid": self.id,
+                "schema_version": self.schema_version,
+                "read_only": "true" if readonly else None,
+            }
+            resp = self._request("GET", params=params)
+            self._load(resp.json(), keep_position=True)
+            self._last_reload_time = retry.clock.monotonic()
+        finally:
+            self._reloading.release()
+
+    def _load(self, data: dict[str, Any], keep_position: bool = False) -> None:
         self.id = data.get("session_name", self.id)
         self.status = SessionStatus.parse(data.get("status") or "normal")
         if data.get("schema") is not None:
@@ -120,86 +222,133 @@ class TableStreamUploadSession(TableSession):
         if data.get("schema_version") not in (None, ""):
             self.schema_version = str(data["schema_version"])
         self._quota_name = data.get("QuotaName") or data.get("quota_name") or self._quota_name
-        slots = [[str(s[0]), str(s[1])] for s in data.get("slots") or []]
-        if not slots:
+        if data.get("last_batch_id") not in (None, ""):
+            self.last_batch_id = int(data["last_batch_id"])
+        if data.get("last_batch_commit_time") not in (None, ""):
+            millis = int(data["last_batch_commit_time"])
+            self.last_batch_commit_time = _dt.datetime.fromtimestamp(millis / 1000.0)
+        position = self.slots._idx if keep_position else None
+        slots = self.Slots(data.get("slots"), position)
+        if not len(slots):
             raise TunnelError("the stream session has no slots", **self._context())
-        with self._lock:
-            self.slots = slots
-
-    def _slot(self, index: int) -> list[str]:
-        with self._lock:
-            return self.slots[index % len(self.slots)]
+        self.slots = slots
 
     def abort(self) -> None:
         """Close the session; batches already written stay committed."""
-        server = self._slot(0)[1]
-        headers = self._headers(content_length=0, **{"odps-tunnel-routed-server": server})
+        slot = self.slots.next()
+        headers = self._headers(content_length=0, **{"odps-tunnel-routed-server": slot.server})
         self._request("POST", params={"uploadid": self.id}, headers=headers, retry_post=True)
 
-    def _put_batch(self, index: int, body: BlockBody, encoding: str | None) -> None:
-        """PUT one batch to the writer's slot; on failure reload the routes and retry."""
-        sent_to = ""
+    def reload_slots(self, slot: Slot, server: str, slot_num: int) -> None:
+        """Follow a PUT's answer: another slot count reloads the session (forced);
+        otherwise another server re-routes ``slot``."""
+        if len(self.slots) != slot_num:
+            self.reload(force=True)
+        elif slot.server != server:
+            slot.set_server(server)
+
+    def get_last_batch_id(self) -> int | None:
+        """The id of the last committed batch (None before the first), from a read-only
+        reload throttled by ``options.stream_reload_throttle``: up to that stale."""
+        self.reload(force=False, readonly=True)
+        return self.last_batch_id
+
+    def get_last_batch_commit_time(self) -> _dt.datetime | None:
+        """When the last batch was committed (local naive datetime, as pyodps), from a
+        read-only reload throttled like :meth:`get_last_batch_id`."""
+        self.reload(force=False, readonly=True)
+        return self.last_batch_commit_time
+
+    def _put_batch(self, writer: StreamRecordWriter, body: BlockBody, encoding: str | None) -> Any:
+        """PUT one batch to the writer's slot under the tunnel's retry rules, every send
+        with the batch's one retry trace; returns the answer."""
+        trace = RetryTrace()
 
         def put(_: Attempt) -> Any:
-            nonlocal sent_to
-            sent_to, server = self._slot(index)
-            with self._lock:
-                nslots = len(self.slots)
+            slot = self.slots.find(writer.slot.slot) or writer.slot
             headers = self._headers(
                 chunked=True,
                 **{
-                    "odps-tunnel-slot-num": str(nslots),
-                    "odps-tunnel-routed-server": server,
+                    "odps-tunnel-slot-num": str(len(self.slots)),
+                    "odps-tunnel-routed-server": slot.server,
                     "Content-Encoding": encoding,
                 },
             )
-            params = {"uploadid": self.id, "slotid": sent_to, **self._write_params()}
-            return self._request("PUT", params=params, headers=headers, data=body, retry=False)
+            params = {"uploadid": self.id, "slotid": slot.slot, **self._write_params()}
+            try:
+                return self._request(
+                    "PUT", params=params, headers=headers, data=body, retry=False, trace=trace
+                )
+            except TunnelError as exc:
+                if exc.status in _GATEWAY_STATUSES:
+                    self._move_after_gateway_error(writer)
+                raise
 
+        resp = retry.request_policy(idempotent=True).call(
+            put, what=f"stream batch of session {self.id} (retry trace {trace.trace_id})"
+        )
+        self._follow_routes(writer.slot, resp.headers)
+        return resp
+
+    def _move_after_gateway_error(self, writer: StreamRecordWriter) -> None:
+        """After a 502/504 the route is likely stale: reload (forced) and move the writer
+        to the current slot; a failing reload keeps the old slot (pyodps's choice)."""
         try:
-            resp = RetryPolicy.single("failure", _retryable).call(
-                put, what=f"stream batch of session {self.id}", before_retry=self.reload
-            )
+            self.reload(force=True)
         except TunnelError as exc:
-            if sent_but_unanswered(exc):
-                raise TunnelTimeoutError(
-                    f"stream batch to slot {sent_to} was sent but not answered in time; "
-                    "it may have been stored, so it is not sent again (that could store "
-                    f"it twice): {exc.message}",
-                    **self._context(),
-                ) from exc
-            raise
-        self._follow_routes(sent_to, resp.headers)
-
-    def _follow_routes(self, slot_id: str, headers: Any) -> None:
-        server = headers.get("odps-tunnel-routed-server")
-        count = headers.get("odps-tunnel-slot-num")
-        with self._lock:
-            known = len(self.slots)
-        if count and count.isdigit() and int(count) != known:
-            self.reload()
+            log.warning("reloading stream session %s failed: %s", self.id, exc)
             return
-        if server and ":" in server and all(server.split(":", 1)):
-            with self._lock:
-                for slot in self.slots:
-                    if slot[0] == slot_id:
-                        slot[1] = server
+        writer.slot = self.slots.current() or writer.slot
+
+    def _follow_routes(self, slot: Slot, headers: Any) -> None:
+        """:meth:`reload_slots` with a PUT's routing headers. A malformed server is kept
+        out (logged): the batch is stored, so failing now would invite a duplicate."""
+        server = headers.get("odps-tunnel-routed-server") or slot.server
+        count = headers.get("odps-tunnel-slot-num")
+        slot_num = int(count) if count and count.isdigit() else len(self.slots)
+        try:
+            self.reload_slots(slot, server, slot_num)
+        except TunnelError as exc:
+            log.warning("stream session %s: route %r ignored: %s", self.id, server, exc)
 
     def open_record_writer(self, compress: bool = False) -> StreamRecordWriter:
-        """A buffered record writer; each flush (every ``options.block_buffer_size``
-        bytes, at ``flush()`` and at ``close()``) is one committed batch."""
+        """A buffered record writer on the next slot; each flush (every
+        ``options.block_buffer_size`` bytes, at ``flush()`` and at ``close()``) is one
+        committed batch."""
         option = (self._compress_option or CompressOption()) if compress else None
         encoding = option.algorithm.get_encoding() if option else None
-        index = next(self._next_slot)
-        return StreamRecordWriter(
-            self.schema,
-            lambda _block, body: self._put_batch(index, body, encoding),
-            compress_option=option,
-        )
+        slot = self.slots.next()
+
+        def send(_block: int, body: BlockBody) -> str | None:
+            """Send one batch; its costs (for the writer's ``metrics``) are the answer's."""
+            return self._put_batch(writer, body, encoding).headers.get("odps-tunnel-metrics")
+
+        writer = StreamRecordWriter(self.schema, send, self, slot, compress_option=option)
+        return writer
 
 
 class StreamRecordWriter(BufferedRecordWriter):
-    """A buffered writer whose blocks are stream batches (block ids play no part)."""
+    """A buffered writer whose blocks are stream batches to one slot (block ids play no
+    part). ``session`` and ``slot`` are pyodps's attributes of the same names."""
 
-    def __init__(self, schema: TableSchema, request_callback: Any, **kw: Any):
-        super().__init__(schema, request_callback, block_id=0, block_id_gen=lambda: 0, **kw)
+    def __init__(
+        self,
+        schema: TableSchema,
+        request_callback: Any,
+        session: TableStreamUploadSession,
+        slot: Slot,
+        compress_option: CompressOption | None = None,
+        encoding: str = "utf-8",
+        buffer_size: int | None = None,
+    ):
+        super().__init__(
+            schema,
+            request_callback,
+            compress_option=compress_option,
+            encoding=encoding,
+            buffer_size=buffer_size,
+            block_id=0,
+            block_id_gen=lambda: 0,
+        )
+        self.session = session
+        self.slot = slot

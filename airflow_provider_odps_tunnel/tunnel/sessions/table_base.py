@@ -14,12 +14,25 @@ from ..options import normalize_tags
 from ..transport.resources import TableRef
 from ..transport.rest import RestClient
 
-__all__ = ["TableSession", "SessionStatus", "TUNNEL_VERSION"]
+__all__ = ["TableSession", "SessionStatus", "StatusEnum", "TUNNEL_VERSION"]
 
 TUNNEL_VERSION = 6
 
 
-class SessionStatus(enum.StrEnum):
+class StatusEnum(enum.StrEnum):
+    """Base of the session status enums: upper-case values, as pyodps's, that compare
+    equal to their text (and so across the enums of different session kinds)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> Any:
+        """The status of a response; an unknown value is ``Unknown``, never an error."""
+        try:
+            return cls(str(value or "unknown").upper())
+        except ValueError:
+            return cls("UNKNOWN")
+
+
+class SessionStatus(StatusEnum):
     """Session states of every session kind (upper-case values, as pyodps)."""
 
     Unknown = "UNKNOWN"
@@ -35,14 +48,6 @@ class SessionStatus(enum.StrEnum):
     Committed = "COMMITTED"
     Aborted = "ABORTED"
     Failed = "FAILED"
-
-    @classmethod
-    def parse(cls, value: Any) -> SessionStatus:
-        """The status of a response; an unknown value is ``Unknown``, never an error."""
-        try:
-            return cls(str(value or "unknown").upper())
-        except ValueError:
-            return cls.Unknown
 
 
 class TableSession:

@@ -16,16 +16,28 @@ from ..codec.partition import PartitionSpec
 from ..codec.record import Record
 from ..codec.record_codec import encode_rows
 from ..codec.schema import TableSchema
-from ..errors import SessionStateError, TunnelTimeoutError
+from ..errors import DataStreamError, SessionStateError, TunnelTimeoutError
+from ..io.metrics import TunnelMetrics
+from ..io.reader_api import RecordReaderAPI
 from ..io.record_reader import TunnelRecordReader
 from ..options import options
 from ..transport.rest import RestClient, open_body
 from ..transport.retry import DOWNLOAD_INIT_POLL, poll
-from .table_base import SessionStatus, TableSession
+from .table_base import StatusEnum, TableSession
 
-__all__ = ["DownloadSessionBase", "TableDownloadSession", "BufferedRecordReader", "open_body"]
+__all__ = [
+    "DownloadSessionBase",
+    "TableDownloadSession",
+    "TableDownloadStatus",
+    "BufferedRecordReader",
+    "MIN_RAW_BATCH_SIZE",
+    "open_body",
+]
 
 OnException = Callable[[BaseException], bool] | None
+#: Smallest ``raw_size`` a buffered reader asks for (as pyodps): a byte budget below it
+#: would make a request per handful of rows.
+MIN_RAW_BATCH_SIZE = 1 << 20
 
 
 class DownloadSessionBase(TableSession):
@@ -37,9 +49,10 @@ class DownloadSessionBase(TableSession):
     before calling ``__init__``; ``download_id`` reattaches instead.
     """
 
+    Status: type[StatusEnum]
     _kind = "download"
     # Statuses in which the session can serve no more reads.
-    _unusable_states: tuple[SessionStatus, ...] = (SessionStatus.Expired,)
+    _unusable_states: tuple[str, ...] = ("EXPIRED",)
 
     def __init__(
         self,
@@ -70,7 +83,7 @@ class DownloadSessionBase(TableSession):
 
     def _load(self, data: dict[str, Any]) -> None:
         self.id = data.get("DownloadID", self.id)
-        self.status = SessionStatus.parse(data.get("Status"))
+        self.status = self.Status.parse(data.get("Status"))
         self.count = int(data.get("RecordCount") or 0)
         if data.get("Schema") is not None:
             self.schema = TableSchema.from_json(data["Schema"])
@@ -90,6 +103,7 @@ class DownloadSessionBase(TableSession):
         compress: bool,
         columns: list[str] | None,
         arrow: bool,
+        raw_size: int | None = None,
     ) -> BinaryIO:
         if count <= 0:  # a resume at the very end: an empty, valid body
             from ..codec.arrow_framing import EMPTY_BODY
@@ -99,6 +113,8 @@ class DownloadSessionBase(TableSession):
         params: dict[str, Any] = {"downloadid": self.id, "rowrange": f"({start},{count})"}
         if columns:
             params["columns"] = ",".join(columns)
+        if raw_size:
+            params["raw_size"] = str(raw_size)
         accept = None
         if compress:
             option = self._compress_option or CompressOption()
@@ -137,11 +153,20 @@ class DownloadSessionBase(TableSession):
         buffered: bool,
         row_batch_size: int | None,
         on_exception: OnException,
+        buffer_size: int | None = None,
     ) -> TunnelRecordReader | BufferedRecordReader:
         """A :class:`TunnelRecordReader` over rows ``start .. start+count`` (or, with
         ``buffered``, a :class:`BufferedRecordReader` of ``row_batch_size``-row requests),
-        re-opening the body at the first undelivered row."""
+        re-opening the body at the first undelivered row.
+
+        A buffered reader of a session that supports it (``support_read_by_raw_size``)
+        also caps each request at ``buffer_size`` bytes (``raw_size``, at least
+        :data:`MIN_RAW_BATCH_SIZE`), as pyodps does; the service then answers fewer rows
+        and the next request starts after the last row received."""
         count = self._check_range(start, count)
+        raw_size = None
+        if buffered and self.support_read_by_raw_size:
+            raw_size = max(MIN_RAW_BATCH_SIZE, buffer_size or options.block_buffer_size)
 
         def reader_for(first: int, n: int) -> TunnelRecordReader:
             holder: list[TunnelRecordReader] = []
@@ -149,7 +174,9 @@ class DownloadSessionBase(TableSession):
             def stream_creator(start_row: int) -> BinaryIO:
                 wire = holder[0].wire_columns if columns else None
                 names = [c.name for c in wire] if wire else None
-                return self._open_stream(first + start_row, n - start_row, compress, names, False)
+                return self._open_stream(
+                    first + start_row, n - start_row, compress, names, False, raw_size
+                )
 
             reader = TunnelRecordReader(
                 self.schema,
@@ -205,6 +232,15 @@ class TableDownloadSession(DownloadSessionBase):
     ``async_`` is pyodps's other name of ``async_mode``.
     """
 
+    class Status(StatusEnum):
+        """The states of a table download session, as pyodps names them."""
+
+        Unknown = "UNKNOWN"
+        Normal = "NORMAL"
+        Closes = "CLOSES"
+        Expired = "EXPIRED"
+        Initiating = "INITIATING"
+
     def __init__(
         self,
         client: RestClient,
@@ -229,7 +265,7 @@ class TableDownloadSession(DownloadSessionBase):
         params = {"asyncmode": "true"} if self._async_mode else {}
         resp = self._request("POST", "downloads", params=params, retry_post=True)
         self._load(resp.json())
-        if self.status != SessionStatus.Initiating:
+        if self.status != self.Status.Initiating:
             return
         timeout = options.async_poll_timeout if self._timeout is None else self._timeout
         poll(
@@ -245,7 +281,7 @@ class TableDownloadSession(DownloadSessionBase):
 
     def _reloaded_ready(self) -> bool:
         self.reload()
-        return self.status != SessionStatus.Initiating
+        return self.status != self.Status.Initiating
 
     def open_record_reader(
         self,
@@ -264,8 +300,8 @@ class TableDownloadSession(DownloadSessionBase):
         ``columns`` selects and orders columns (partition columns may be named);
         ``append_partitions`` adds the partition values after the data columns when no
         columns are given. ``buffered`` reads in requests of ``row_batch_size`` rows
-        (default 2048) instead of one long request; ``buffer_size`` is accepted for
-        compatibility, since rows are verified and handed out as they arrive.
+        (default 2048) instead of one long request; when the session supports it, each
+        request is also capped at ``buffer_size`` bytes (``raw_size``).
         ``on_exception(exc)`` is asked on each failure: True raises, anything else resumes.
         """
         return self._record_reader(
@@ -277,6 +313,7 @@ class TableDownloadSession(DownloadSessionBase):
             buffered,
             row_batch_size,
             on_exception,
+            buffer_size,
         )
 
     def open_arrow_reader(
@@ -304,11 +341,15 @@ class TableDownloadSession(DownloadSessionBase):
         )
 
 
-class BufferedRecordReader:
-    """Reads a row range as consecutive requests of ``batch`` rows each.
+class BufferedRecordReader(RecordReaderAPI):
+    """Reads a row range as consecutive requests of at most ``batch`` rows each.
 
     Short requests keep every connection well below the service's 300 s limit; each
-    request resumes on failure like an ordinary reader.
+    request resumes on failure like an ordinary reader. A request may answer fewer rows
+    than asked (a ``raw_size`` byte cap): the next one starts after the last row received.
+    It has pyodps's record-reader surface (:class:`~..io.reader_api.RecordReaderAPI`);
+    ``n_bytes`` adds up the requests, and ``metrics`` sums theirs under
+    ``options.enable_client_metrics`` (None otherwise), as pyodps's.
     """
 
     def __init__(
@@ -318,25 +359,72 @@ class BufferedRecordReader:
         batch: int,
         reader_for: Callable[[int, int], TunnelRecordReader],
     ):
-        self._ranges = [
-            (s, min(batch, start + count - s)) for s in range(start, start + count, batch)
-        ]
+        self._next = start
+        self._end = start + count
+        self._batch = batch
         self._reader_for = reader_for
         self._current: TunnelRecordReader | None = None
         self._done = 0
-        self.columns = reader_for(start, 0).columns
+        probe = reader_for(start, 0)
+        self.columns = probe.columns
+        self._schema = probe.schema
+        self._past_bytes = 0
+        self._metrics = (
+            TunnelMetrics(type(self).__name__) if options.enable_client_metrics else None
+        )
+
+    @property
+    def schema(self) -> TableSchema:
+        """The table's schema (pyodps's ``reader.schema``)."""
+        return self._schema
+
+    @property
+    def n_bytes(self) -> int:
+        """Body bytes decoded so far, over every request."""
+        return self._past_bytes + (self._current.n_bytes if self._current else 0)
+
+    def get_total_bytes(self) -> int:
+        """The same as :attr:`n_bytes` (pyodps's name)."""
+        return self.n_bytes
+
+    @property
+    def metrics(self) -> TunnelMetrics | None:
+        """The finished requests' metrics, summed (see the class)."""
+        return self._metrics
+
+    def _finish_request(self, reader: TunnelRecordReader) -> None:
+        self._past_bytes += reader.n_bytes
+        request = reader.metrics
+        if self._metrics is not None and request is not None:
+            request.owner = self._metrics.owner  # the request's costs count for this reader
+            self._metrics += request
 
     @property
     def count(self) -> int:
         """Rows delivered so far."""
         return self._done + (self._current.count if self._current else 0)
 
+    def _advance(self) -> bool:
+        """Open the reader of the next request; False when the range is read."""
+        if self._current is not None:
+            got = self._current.count
+            if got == 0:  # a complete body without rows: going on would loop forever
+                raise DataStreamError(
+                    f"the service answered no rows for ({self._next},"
+                    f"{min(self._batch, self._end - self._next)})",
+                    row_range=f"({self._next},{self._end - self._next})",
+                )
+            self._done += got
+            self._next += got
+            self._finish_request(self._current)
+        self._current = None
+        if self._next >= self._end:
+            return False
+        self._current = self._reader_for(self._next, min(self._batch, self._end - self._next))
+        return True
+
     def _readers(self) -> Iterator[TunnelRecordReader]:
-        while self._ranges:
-            first, n = self._ranges.pop(0)
-            if self._current is not None:
-                self._done += self._current.count
-            self._current = self._reader_for(first, n)
+        while self._advance():
             yield self._current
 
     def read(self) -> Record | None:
@@ -346,13 +434,8 @@ class BufferedRecordReader:
                 record = self._current.read()
                 if record is not None:
                     return record
-            if not self._ranges:
+            if not self._advance():
                 return None
-            next(self._readers())
-
-    def __iter__(self) -> Iterator[Record]:
-        while (record := self.read()) is not None:
-            yield record
 
     def iter_tuples(self) -> Iterator[tuple]:
         """Rows as tuples: the fast path, with no Record per row."""
@@ -361,16 +444,24 @@ class BufferedRecordReader:
         for reader in self._readers():
             yield from reader.iter_tuples()
 
-    def to_pandas(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(list(self.iter_tuples()), columns=[c.name for c in self.columns])
+    def _frame_rows(self, start: int | None, end: int | None, step: int | None) -> Iterator[tuple]:
+        """Every remaining row takes the tuple path, with no Record per row."""
+        if not start and end is None and (step or 1) == 1:
+            return self.iter_tuples()
+        return super()._frame_rows(start, end, step)
 
     def close(self) -> None:
-        self._ranges = []
+        if self._current is not None:
+            self._current.close()
+        self._next = self._end
+        self._current = None
 
     def __enter__(self) -> BufferedRecordReader:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+#: pyodps's module-level name of the download session states.
+TableDownloadStatus = TableDownloadSession.Status

@@ -47,9 +47,15 @@ from ..io.record_writer import MAX_BLOCK_ID, BufferedRecordWriter, RecordWriter
 from ..io.resend import send_resendable
 from ..transport.rest import RestClient
 from ..transport.retry import NO_WAIT, Attempt, RetryPolicy
-from .table_base import SessionStatus, TableSession
+from .table_base import SessionStatus, StatusEnum, TableSession
 
-__all__ = ["TableUploadSession", "BlockIdGenerator", "WriterMemory", "MIN_BLOCK_SIZE"]
+__all__ = [
+    "TableUploadSession",
+    "TableUploadStatus",
+    "BlockIdGenerator",
+    "WriterMemory",
+    "MIN_BLOCK_SIZE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,17 +146,19 @@ class _BlockSender:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tunnel-block")
         self._pending: Future | None = None
 
-    def __call__(self, block_id: int, body: Any) -> None:
+    def __call__(self, block_id: int, body: Any) -> Any:
+        """Send a block; returns what the PUT returned, or its ``Future`` when the block
+        goes in the background (the writer reads its metrics from either)."""
         self.wait()
         if not self.memory.take_background_slot():
-            self._put(block_id, body)
-            return
+            return self._put(block_id, body)
         try:
             self._pending = self._pool.submit(self._put, block_id, body)
         except BaseException:
             self.memory.release_background_slot()
             raise
         self._pending.add_done_callback(lambda _: self.memory.release_background_slot())
+        return self._pending
 
     def wait(self) -> None:
         """Wait for the block in flight; raise its error if it failed."""
@@ -225,6 +233,17 @@ class TableUploadSession(TableSession):
     ``create_partition`` creates the partition if it does not exist.
     """
 
+    class Status(StatusEnum):
+        """The states of a block upload session, as pyodps names them."""
+
+        Unknown = "UNKNOWN"
+        Normal = "NORMAL"
+        Closing = "CLOSING"
+        Closed = "CLOSED"
+        Canceled = "CANCELED"
+        Expired = "EXPIRED"
+        Critical = "CRITICAL"
+
     def __init__(
         self,
         client: RestClient,
@@ -246,11 +265,7 @@ class TableUploadSession(TableSession):
         # The memory and the background send slot its buffered writers share.
         self._writer_memory = WriterMemory()
         if upload_id is None:
-            params = {
-                "overwrite": "true" if overwrite else None,
-                "create_partition": "true" if self._create_partition else None,
-            }
-            resp = self._request("POST", "uploads", params=params, retry_post=True)
+            resp = self._session_request("POST", reload=False, retry_post=True)
             self._load(resp.json())
         else:
             self.id = upload_id
@@ -258,12 +273,36 @@ class TableUploadSession(TableSession):
 
     def reload(self) -> None:
         """Fetch the session again: status and the server's block list."""
-        resp = self._request("GET", params={"uploadid": self.id})
+        resp = self._session_request("GET", reload=True)
         self._load(resp.json())
+
+    def _session_request(self, method: str, reload: bool, **kw: Any) -> Any:
+        """Create (POST) or reload (GET) the session with pyodps's parameters, in its order:
+        ``reload=False|True``, ``quotaName``, ``partition``, ``create_partition=true`` (both
+        ways, when asked), ``overwrite=true`` (create only, when asked), then ``uploads=1``
+        or ``uploadid``."""
+        params: list[tuple[str, Any]] = [("reload", str(reload))]
+        if self._quota_name:
+            params.append(("quotaName", self._quota_name))
+        if self._partition_spec:
+            params.append(("partition", self._partition_spec.to_param()))
+        if self._create_partition:
+            params.append(("create_partition", "true"))
+        if not reload and self._overwrite:
+            params.append(("overwrite", "true"))
+        params.append(("uploadid", self.id) if reload else ("uploads", "1"))
+        return self._client.request(
+            method,
+            self._resource(),
+            params=params,
+            headers=self._headers(content_length=0),
+            context=self._context(),
+            **kw,
+        )
 
     def _load(self, data: dict[str, Any]) -> None:
         self.id = data.get("UploadID", self.id)
-        self.status = SessionStatus.parse(data.get("Status"))
+        self.status = self.Status.parse(data.get("Status"))
         self.blocks = sorted(int(b["BlockID"]) for b in data.get("UploadedBlockList") or [])
         if data.get("Schema") is not None:
             self.schema = TableSchema.from_json(data["Schema"])
@@ -414,12 +453,17 @@ class TableUploadSession(TableSession):
 
     # -- commit -------------------------------------------------------------------------------
 
-    def commit(self, blocks: Iterable[int] | None) -> None:
-        """Commit ``blocks``: they must be exactly the blocks the server holds.
+    def commit(self, blocks: Iterable[int] | int | None) -> None:
+        """Commit ``blocks`` (a list, or one block id): they must be exactly the blocks the
+        server holds.
 
-        Can be called once; calling it again after a success (or after a commit whose
-        answer was lost) returns quietly once the server shows the session committed.
+        The service answers a second commit with ``StatusConflict``; this method reloads
+        first, so calling it again after a success (or after a commit whose answer was
+        lost) returns quietly once the server shows the session committed with these
+        blocks.
         """
+        if isinstance(blocks, int):
+            blocks = [blocks]
         expected = sorted({int(b) for b in (blocks or [])})
         self.reload()
         if self.status in _COMMITTED:
@@ -443,10 +487,12 @@ class TableUploadSession(TableSession):
             self._load(resp.json())
             log.info("committed upload session %s: %d blocks", self.id, len(expected))
 
-        # A failed commit that did not happen is sent again; a conflict is final.
-        RetryPolicy.single(
-            "failure", lambda exc: isinstance(exc, TunnelConnectionError | InternalServerError)
-        ).call(commit_once, what=f"commit of upload session {self.id}")
+        # The transport already retried 5xx answers (protocol §8.3); a broken connection,
+        # which it does not retry for a POST, is verified above and, when the commit did not
+        # happen, sent again. A conflict is final.
+        RetryPolicy.single("connection", lambda exc: isinstance(exc, TunnelConnectionError)).call(
+            commit_once, what=f"commit of upload session {self.id}"
+        )
 
     def _check_blocks(self, expected: list[int]) -> None:
         server = set(self.blocks)
@@ -478,3 +524,7 @@ class TableUploadSession(TableSession):
             )
             return True
         return False
+
+
+#: pyodps's module-level name of the upload session states.
+TableUploadStatus = TableUploadSession.Status

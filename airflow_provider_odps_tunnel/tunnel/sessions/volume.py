@@ -4,14 +4,21 @@ Bodies use the CRC-32 framing of ``volume_framing`` and only ``deflate`` compres
 (:mod:`..io.volume`). A file written into a partitioned volume is spooled as it streams
 out and, after a broken connection, a 5xx or throttling, sent again whole (writing a file
 name again replaces the file; appends are not sent again).
+
+The requests are pyodps 0.13.2's (``odps/tunnel/volumetunnel.py``), header by header:
+creating, reloading and committing send ``Content-Length: 0`` and the tags and no tunnel
+version; writing a file and reading one add ``x-odps-tunnel-version: 4``. Reading asks for
+``deflate`` unless the session's compression is ``RAW``, as pyodps does; a download
+reload names the partition, an upload reload sends no parameters at all.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 import sys
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from ..codec.compression import CompressOption
 from ..errors import TunnelError
@@ -23,6 +30,12 @@ from ..transport.rest import RestClient, open_body
 
 __all__ = ["VolumeUploadSession", "VolumeDownloadSession", "format_file_name", "volume_headers"]
 
+#: ``x-odps-tunnel-version`` of volume data requests (pyodps sends 4, Java 6).
+VOLUME_DATA_VERSION = 4
+# pyodps's Content-Type of a file write, its spelling kept (the service ignores it; Java
+# sends text/plain): volumetunnel.py VolumeUploadSession.open.
+_WRITE_CONTENT_TYPE = "test/plain"
+
 
 def format_file_name(name: str) -> str:
     """A file name as the service wants it: relative, with single slashes."""
@@ -31,9 +44,9 @@ def format_file_name(name: str) -> str:
     return re.sub("/+", "/", name)
 
 
-def volume_headers(tags: list[str] | None, version: int = 4, **extra: Any) -> dict[str, Any]:
-    """The headers of a volume request: tunnel version 4, tags, and ``extra`` (None left out)."""
-    headers: dict[str, Any] = {"x-odps-tunnel-version": version}
+def volume_headers(tags: list[str] | None, **extra: Any) -> dict[str, Any]:
+    """The headers of a volume request: the tags, then ``extra`` (None values left out)."""
+    headers: dict[str, Any] = {}
     if tags:
         headers["odps-tunnel-tags"] = ",".join(tags)
     headers.update({k: v for k, v in extra.items() if v is not None})
@@ -65,13 +78,12 @@ class _VolumeSession:
         self._quota_name = quota_name
         self._tags = normalize_tags(tags)
         self.id: str | None = None
-        self.status = "UNKNOWN"
         if session_id is None:
             target = f"{self.project_name}/{self.volume_name}/{partition_spec}/{file_name}"
             resp = self._request(
                 "POST",
                 with_id=False,
-                params={"type": "volumefile", "target": target},
+                params={"type": "volumefile", "target": target, "quotaName": quota_name},
                 retry_post=True,
             )
             self._load(resp.json())
@@ -82,11 +94,18 @@ class _VolumeSession:
     def _load(self, data: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def reload(self) -> None:
-        """Fetch the session again."""
-        self._load(self._request("GET").json())
+    def resource(
+        self,
+        client: RestClient | None = None,
+        endpoint: str | None = None,
+        with_schema: bool = False,
+    ) -> str:
+        """The URL of this kind of session (``.../tunnel/uploads`` or ``.../downloads``) on
+        ``endpoint``, or on the endpoint of ``client`` (default: the session's)."""
+        base = endpoint if endpoint is not None else (client or self._client).endpoint
+        return base + self._path(with_id=False)
 
-    def _resource(self, with_id: bool = True) -> str:
+    def _path(self, with_id: bool = True) -> str:
         base = f"{project_resource(self.project_name)}/tunnel/{self.kind}"
         return f"{base}/{quote_name(self.id)}" if with_id else base
 
@@ -94,18 +113,32 @@ class _VolumeSession:
         return {"session_id": self.id, "table": f"volume {self.volume_name}"}
 
     def _request(self, method: str, with_id: bool = True, **kw: Any) -> Any:
-        params = dict(kw.pop("params", {}) or {})
-        params["quotaName"] = self._quota_name
+        """A request of the session; without ``headers``, the bodiless ones' headers."""
         kw.setdefault("headers", volume_headers(self._tags, **{"Content-Length": "0"}))
-        return self._client.request(
-            method, self._resource(with_id), params=params, context=self._context(), **kw
-        )
+        return self._client.request(method, self._path(with_id), context=self._context(), **kw)
 
 
 class VolumeUploadSession(_VolumeSession):
     """Uploads files into a volume partition; :meth:`commit` makes them visible."""
 
     kind = "uploads"
+
+    class Status(enum.StrEnum):
+        """States of an upload session (pyodps's ``VolumeUploadSession.Status``)."""
+
+        UNKNOWN = "UNKNOWN"
+        NORMAL = "NORMAL"
+        CLOSING = "CLOSING"
+        CLOSED = "CLOSED"
+        CANCELED = "CANCELED"
+        EXPIRED = "EXPIRED"
+        CRITICAL = "CRITICAL"
+
+    class UploadFile(NamedTuple):
+        """A file the server holds for the session: its name and length in bytes."""
+
+        file_name: str
+        file_length: int
 
     def __init__(
         self,
@@ -117,23 +150,38 @@ class VolumeUploadSession(_VolumeSession):
         quota_name: str | None = None,
         tags: str | list[str] | None = None,
     ):
-        self.file_list: list[tuple[str, int]] = []
+        self.status = self.Status.UNKNOWN
+        self.file_list: list[VolumeUploadSession.UploadFile] = []
         super().__init__(
             client, volume, partition_spec, upload_id, "", compress_option, quota_name, tags
         )
 
     def _load(self, data: dict[str, Any]) -> None:
         self.id = data.get("UploadID", self.id)
-        self.status = str(data.get("Status", "UNKNOWN")).upper()
-        self.file_list = [(f["FileName"], int(f["FileLength"])) for f in data.get("FileList") or []]
+        self.status = _status(self.Status, data.get("Status"))
+        self.file_list = [
+            self.UploadFile(f["FileName"], int(f["FileLength"])) for f in data.get("FileList") or []
+        ]
+
+    def reload(self) -> None:
+        """Fetch the session again (its status and the files the server holds)."""
+        self._load(self._request("GET").json())
 
     def open(self, file_name: str, compress: bool = False, append: bool = False) -> VolumeWriter:
         """A writer of ``file_name`` (``append`` continues an existing file)."""
         option = deflate_only(self._compress_option or CompressOption()) if compress else None
-        params = {"blockid": format_file_name(file_name), "resume": "" if append else None}
+        params = {
+            "blockid": format_file_name(file_name),
+            "resume": "" if append else None,
+            "quotaName": self._quota_name,
+        }
         headers = volume_headers(
             self._tags,
-            **{"Content-Type": "text/plain", "Content-Encoding": "deflate" if option else None},
+            **{
+                "Content-Type": _WRITE_CONTENT_TYPE,
+                "x-odps-tunnel-version": VOLUME_DATA_VERSION,
+                "Content-Encoding": "deflate" if option else None,
+            },
         )
 
         def post(chunks: Iterator[bytes]) -> Any:
@@ -156,20 +204,28 @@ class VolumeUploadSession(_VolumeSession):
         files = [files] if isinstance(files, str) else files
         wanted = {format_file_name(f) for f in files}
         self.reload()
-        held = {name for name, _ in self.file_list}
+        held = {f.file_name for f in self.file_list}
         if wanted != held:
             raise TunnelError(
                 f"files to commit differ from the server's: missing on the server "
                 f"{sorted(wanted - held)}, extra on the server {sorted(held - wanted)}",
                 **self._context(),
             )
-        self._load(self._request("PUT").json())
+        self._load(self._request("PUT", params={"quotaName": self._quota_name}).json())
 
 
 class VolumeDownloadSession(_VolumeSession):
     """Downloads one file of a volume partition; :meth:`open` reads a byte range."""
 
     kind = "downloads"
+
+    class Status(enum.StrEnum):
+        """States of a download session (pyodps's ``VolumeDownloadSession.Status``)."""
+
+        UNKNOWN = "UNKNOWN"
+        NORMAL = "NORMAL"
+        CLOSED = "CLOSED"
+        EXPIRED = "EXPIRED"
 
     def __init__(
         self,
@@ -182,6 +238,7 @@ class VolumeDownloadSession(_VolumeSession):
         quota_name: str | None = None,
         tags: str | list[str] | None = None,
     ):
+        self.status = self.Status.UNKNOWN
         self.file_name = file_name
         self.file_length = 0
         super().__init__(
@@ -197,24 +254,47 @@ class VolumeDownloadSession(_VolumeSession):
 
     def _load(self, data: dict[str, Any]) -> None:
         self.id = data.get("DownloadID", self.id)
-        self.status = str(data.get("Status", "UNKNOWN")).upper()
+        self.status = _status(self.Status, data.get("Status"))
         info = data.get("File") or {}
         self.file_name = info.get("FileName", self.file_name)
         self.file_length = int(info.get("FileLength") or 0)
+        where = data.get("Partition") or {}
+        self.volume_name = where.get("Volume", self.volume_name)
+        self.partition_spec = where.get("Partition", self.partition_spec)
 
-    def open(
-        self, start: int = 0, length: int = sys.maxsize, compress: bool = False
-    ) -> VolumeReader:
-        """A reader of ``length`` bytes from ``start`` (to the end by default)."""
-        length = min(length, max(0, self.file_length - start))
-        option = deflate_only(self._compress_option) if compress else None
+    def reload(self) -> None:
+        """Fetch the session again (its status and the file's name and length)."""
+        params = {"partition": self.partition_spec or None, "quotaName": self._quota_name}
+        self._load(self._request("GET", params=params).json())
+
+    def open(self, start: int = 0, length: int = sys.maxsize) -> VolumeReader:
+        """A reader of ``length`` bytes from ``start`` (to the end by default).
+
+        The request asks for ``deflate`` unless the session's compression is ``RAW``."""
+        option = deflate_only(self._compress_option or CompressOption())
+        headers = volume_headers(
+            self._tags,
+            **{
+                "Content-Length": "0",
+                "x-odps-tunnel-version": VOLUME_DATA_VERSION,
+                "Accept-Encoding": "deflate" if option else None,
+            },
+        )
 
         def open_at(offset: int) -> BinaryIO:
-            headers = volume_headers(
-                self._tags,
-                **{"Content-Length": "0", "Accept-Encoding": "deflate" if option else None},
-            )
-            params = {"data": "", "range": f"({start + offset},{length - offset})"}
+            params = {
+                "data": "",
+                "range": f"({start + offset},{length - offset})",
+                "quotaName": self._quota_name,
+            }
             return open_body(self._request("GET", params=params, headers=headers, stream=True))
 
         return VolumeReader(open_at)
+
+
+def _status(status_enum: type[enum.StrEnum], value: Any) -> Any:
+    """The session status of a response; an unknown value is ``UNKNOWN``, never an error."""
+    try:
+        return status_enum(str(value or "UNKNOWN").upper())
+    except ValueError:
+        return status_enum("UNKNOWN")

@@ -63,19 +63,25 @@ class Connection:
         where = self.tunnel_endpoint or self.endpoint
         return f"{type(self).__name__}(project={self.project!r}, endpoint={where!r})"
 
-    def client(self, endpoint: str) -> RestClient:
-        """The pooled HTTP client for ``endpoint`` (created once, then shared)."""
+    def client(self, endpoint: str, *, tunnel: bool = False) -> RestClient:
+        """The pooled HTTP client for ``endpoint`` (created once, then shared).
+
+        A ``tunnel`` client carries no default schema: pyodps sends ``curr_schema`` to the
+        service endpoint only, never on tunnel requests (its tunnel client has none).
+        """
+        key = f"tunnel:{endpoint}" if tunnel else endpoint
         with self._lock:
-            found = self._clients.get(endpoint)
+            found = self._clients.get(key)
             if found is None:
                 found = RestClient(
                     self.credentials,
                     endpoint,
                     self.project,
-                    schema=self.schema,
+                    schema=None if tunnel else self.schema,
                     namespace=self.namespace,
+                    tunnel=tunnel,
                 )
-                self._clients[endpoint] = found
+                self._clients[key] = found
             return found
 
     @property
@@ -86,10 +92,14 @@ class Connection:
         return self.client(self.endpoint)
 
     def tunnel_client(
-        self, endpoint: str | None = None, quota_name: str | None = None
+        self,
+        endpoint: str | None = None,
+        quota_name: str | None = None,
+        project: str | None = None,
     ) -> RestClient:
         """The client of the tunnel: ``endpoint`` if given, else the configured tunnel
-        endpoint, else the one the service names for the project (and quota).
+        endpoint, else the one the service names for ``project`` (default: this entry's
+        project) and quota.
 
         As in pyodps, a quota name ignores the configured tunnel endpoint and discovers
         the quota's own, unless an endpoint is passed explicitly.
@@ -97,8 +107,8 @@ class Connection:
         if endpoint is None and (quota_name is None or self.endpoint is None):
             endpoint = self.tunnel_endpoint
         if endpoint is None:
-            endpoint = discover_tunnel_endpoint(self.rest, self.project, quota_name)
-        return self.client(endpoint)
+            endpoint = discover_tunnel_endpoint(self.rest, project or self.project, quota_name)
+        return self.client(endpoint, tunnel=True)
 
     def close(self) -> None:
         """Close every pooled connection of this entry object."""

@@ -3,18 +3,25 @@
 One :class:`RestClient` per endpoint and entry object holds one pooled
 ``requests.Session``. Every request is signed with the v2 scheme of ``signing`` (plus the
 STS token header when the credentials carry one). Failures are retried by the client's
-one retry mechanism (``retry.request_policy``, on tenacity), following the service's
-policy (protocol §8.3):
+one retry mechanism (``retry``, on tenacity), with the rules of the endpoint (protocol
+§8.3):
 
-* throttling (HTTP 429, ``FlowExceeded``, ``QPSExceeded``, ``SlotExceeded``): any method,
-  waiting at least the ``Retry-After``/``HoldClientMillis`` the service asked for;
-* 5xx answers and broken connections (reset, closed mid-body, read timeout): idempotent
-  methods (GET, PUT, DELETE) and POSTs the caller declares safe (``retry_post=True``);
-* connections that could not be opened: any method, since nothing was sent.
+* a tunnel client (``tunnel=True``, the default) follows pyodps 0.13.2's tunnel retry
+  handler (``retry.request_policy``): 308 and 429 until ``options.tunnel_retry_deadline``,
+  5xx and 408 at most 7 times, waits 1, 2, 4, ... 64 s, any method; other 4xx never;
+  failures without an answer as below. Every attempt carries the headers
+  ``odps-tunnel-retry-trace-id`` (one id per logical request, a :class:`RetryTrace`) and
+  ``odps-tunnel-retry-index`` (0, 1, 2, ...);
+* the service endpoint's client (``tunnel=False``) follows pyodps' REST layer
+  (``retry.service_policy``): throttling, and 5xx answers of idempotent requests only.
 
-A body that cannot be produced twice (a one-shot iterator) is only retried while none of
-it was sent. Errors answered by the service become the ``errors`` hierarchy with the
-request id and the caller's context (session, table, partition, block, row range).
+In both, a connection that could not be opened is retried for any method (nothing was
+sent), a broken connection or read timeout only for idempotent methods (GET, PUT, DELETE)
+and POSTs the caller declares safe (``retry_post=True``); every wait is at least the
+``Retry-After``/``HoldClientMillis`` the service asked for. A body that cannot be
+produced twice (a one-shot iterator) is only retried while none of it was sent. Errors
+answered by the service become the ``errors`` hierarchy with the request id and the
+caller's context (session, table, partition, block, row range).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from ... import __version__
@@ -38,7 +46,7 @@ from ..errors import (
     parse_error_response,
 )
 from ..options import options
-from .retry import request_policy
+from .retry import Attempt, RetryTrace, request_policy, service_policy
 
 __all__ = [
     "Credentials",
@@ -127,15 +135,26 @@ class ResponseStream:
         return self.response.headers
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            chunks = []
-            while chunk := self._raw.read(1 << 20, decode_content=False):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        else:
-            data = self._raw.read(size, decode_content=False)
+        try:
+            if size is None or size < 0:
+                chunks = []
+                while chunk := self._raw.read(1 << 20, decode_content=False):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            else:
+                data = self._raw.read(size, decode_content=False)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise TunnelTimeoutError(f"reading the body of {self._what()} timed out") from exc
+        except urllib3.exceptions.HTTPError as exc:  # a cut body, a reset connection
+            raise TunnelConnectionError(
+                f"reading the body of {self._what()} failed: {exc}"
+            ) from exc
         self.bytes_read += len(data)
         return data
+
+    def _what(self) -> str:
+        request = self.response.request
+        return f"{request.method} {request.path_url}" if request is not None else "a response"
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -157,7 +176,8 @@ class RestClient:
 
     ``endpoint`` may carry a path prefix (``http://host/api``); resources are paths below
     it and are signed without the prefix. Every request carries ``curr_project`` (and
-    ``curr_schema`` when a default schema is set), as pyodps does.
+    ``curr_schema`` when a default schema is set), as pyodps does. ``tunnel`` says whose
+    retry rules apply: the tunnel's (the default) or the service endpoint's.
     """
 
     def __init__(
@@ -171,8 +191,10 @@ class RestClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         pool_maxsize: int | None = None,
+        tunnel: bool = True,
     ):
         self.credentials = credentials
+        self.tunnel = tunnel
         self.endpoint = endpoint.rstrip("/")
         self.project = project
         self.schema = schema
@@ -259,6 +281,7 @@ class RestClient:
         retry_post: bool = False,
         retry: bool = True,
         context: Mapping[str, Any] | None = None,
+        trace: RetryTrace | None = None,
     ) -> requests.Response:
         """Send a request and return its 2xx response, or raise a :class:`TunnelError`.
 
@@ -266,7 +289,12 @@ class RestClient:
         ``""`` or ``True`` are sent as bare flags; ``None`` values are left out. ``data``
         may be bytes, a re-iterable of chunks (sent chunked, re-sent on a retry) or a
         one-shot iterator. ``context`` is added to any error raised (``session_id``,
-        ``table``, ``partition``, ``block_id``, ``row_range``).
+        ``table``, ``partition``, ``block_id``, ``row_range``). ``retry=False`` sends once
+        (for callers that run their own loop with ``retry.request_policy``).
+
+        On a tunnel client every attempt carries the retry headers of ``trace``: a new
+        :class:`RetryTrace` per call when None; a caller that sends one logical write in
+        several calls passes the same trace to each, so the indexes go on.
         """
         method = method.upper()
         plist = self._params(params)
@@ -281,23 +309,24 @@ class RestClient:
         ):
             one_shot = data = _OneShotBody(data)
         idempotent = method in _IDEMPOTENT or retry_post
+        what = f"{method} {resource}"
+        if self.tunnel:
+            trace = trace or RetryTrace()
+            what = f"{what} (retry trace {trace.trace_id})"
+        else:
+            trace = None
 
         def allowed(exc: BaseException) -> bool:
             return retry and not (one_shot is not None and one_shot.started)
 
-        return request_policy(idempotent).call(
-            lambda attempt: self._send_once(
-                method,
-                resource,
-                plist,
-                headers,
-                data,
-                stream,
-                context,
-            ),
-            what=f"{method} {resource}",
-            allowed=allowed,
-        )
+        def send(attempt: Attempt) -> requests.Response:
+            extra = dict(headers or {})
+            if trace is not None:
+                extra.update(trace.next_headers())
+            return self._send_once(method, resource, plist, extra, data, stream, context)
+
+        policy = request_policy(idempotent) if self.tunnel else service_policy(idempotent)
+        return policy.call(send, what=what, allowed=allowed)
 
     def _send_once(
         self,

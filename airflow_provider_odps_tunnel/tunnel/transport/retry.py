@@ -9,20 +9,26 @@
 * :func:`poll`: waits, with exponential pauses and a deadline, until a status callable
   says done, then raises the caller's timeout error naming the session or instance;
 * :data:`clock`: the one place where the client sleeps and reads the time. Tests replace
-  it (``monkeypatch.setattr(retry, "clock", fake)``) to run every wait on a virtual clock.
+  it (``monkeypatch.setattr(retry, "clock", fake)``) to run every wait on a virtual clock;
+* :class:`RetryTrace`: the ``odps-tunnel-retry-trace-id`` / ``odps-tunnel-retry-index``
+  pair every attempt of a tunnel request carries.
 
-Every number lives here: the transport's policy (:func:`request_policy`) reads ``options``
-(``retry_times``, ``throttle_retry_times``, ``retry_delay``, ``retry_max_delay``) when a
-request starts, and the polls use the named :class:`Backoff` constants below. The rules a
-request is retried by are all in :func:`request_policy`. Each attempt knows its number
-(:class:`Attempt`), so what changes from one attempt to the next is decided here too.
+Every number lives here: the transport's policies (:func:`request_policy` for the tunnel,
+:func:`service_policy` for the service endpoint) read ``options`` (``retry_times``,
+``retry_delay``, ``retry_max_delay``, ``tunnel_retry_base_delay``,
+``tunnel_retry_max_delay``, ``throttle_retry_times``, ``server_error_retry_times``,
+``tunnel_retry_deadline``) when a request starts, and the polls use the named
+:class:`Backoff` constants below. Each attempt knows its number (:class:`Attempt`), so what
+changes from one attempt to the next is decided here too.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,24 +37,35 @@ import requests
 import tenacity
 from urllib3.exceptions import NewConnectionError
 
-from ..errors import InternalServerError, Throttled, TunnelConnectionError, TunnelError
+from ..errors import (
+    InternalServerError,
+    ServerError,
+    SlotReassigned,
+    Throttled,
+    TunnelConnectionError,
+    TunnelError,
+)
 from ..options import options
 
 __all__ = [
     "Attempt",
     "Backoff",
     "Clock",
+    "RETRY_INDEX_HEADER",
+    "RETRY_TRACE_ID_HEADER",
     "RetryPolicy",
     "RetryRule",
+    "RetryTrace",
     "clock",
     "poll",
     "request_policy",
+    "service_policy",
+    "tunnel_backoff",
     "is_connect_failure",
     "NO_WAIT",
     "DOWNLOAD_INIT_POLL",
     "INSTANCE_POLL",
     "UPSERT_COMMIT_POLL",
-    "UPSERT_SEND_ATTEMPTS",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,8 +127,46 @@ DOWNLOAD_INIT_POLL = Backoff(0.1, 2.0, 5.0)
 INSTANCE_POLL = Backoff(0.2, 2.0, 5.0)
 #: Polls of an upsert commit until the service reports it committed: 1 s to 8 s.
 UPSERT_COMMIT_POLL = Backoff(1.0, 2.0, 8.0)
-#: Rounds of sending the buckets of one upsert flush (the session reloaded in between).
-UPSERT_SEND_ATTEMPTS = 3
+
+
+#: The id shared by every attempt of one logical tunnel request (a uuid4).
+RETRY_TRACE_ID_HEADER = "odps-tunnel-retry-trace-id"
+#: The number of an attempt within its trace: 0 for the first, then 1, 2, ...
+RETRY_INDEX_HEADER = "odps-tunnel-retry-index"
+
+
+class RetryTrace:
+    """The identity of one logical tunnel request across all its attempts (protocol §8.3).
+
+    ``trace_id`` is a fresh uuid4 (or the one given); :meth:`next_index` hands out 0, 1,
+    2, ... to the attempts, safely from several threads. A session that sends a batch
+    again itself (after reloading its routes) passes the same trace to each
+    ``RestClient.request``, so the indexes go on across those calls and the service can
+    tell a re-sent write from a new one. The header names are not ``x-odps-*``, so they
+    are not signed.
+    """
+
+    def __init__(self, trace_id: str | None = None):
+        if trace_id is not None and not trace_id.strip():
+            raise ValueError("a retry trace id must not be blank")
+        self.trace_id = trace_id or str(uuid.uuid4())
+        self._indexes = itertools.count()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RetryTrace({self.trace_id!r})"
+
+    def next_index(self) -> int:
+        """The index of the next attempt: 0 the first time, then 1, 2, ..."""
+        with self._lock:
+            return next(self._indexes)
+
+    def next_headers(self) -> dict[str, str]:
+        """The two headers of the next attempt (takes its index)."""
+        return {
+            RETRY_TRACE_ID_HEADER: self.trace_id,
+            RETRY_INDEX_HEADER: str(self.next_index()),
+        }
 
 
 @dataclass(frozen=True)
@@ -249,7 +304,6 @@ class _Run:
         if rule is None:  # pragma: no cover - tenacity sleeps only after should_retry
             return
         exc = state.outcome.exception() if state.outcome else None
-        budget = f" of {rule.retries}" if rule.retries is not None else ""
         log.log(
             rule.log_level,
             "%s failed (%s); %s retry %d%s in %.2f s",
@@ -257,9 +311,18 @@ class _Run:
             describe(exc),
             rule.name,
             self.count,
-            budget,
+            self.budget(rule),
             self.next_wait,
         )
+
+    def budget(self, rule: RetryRule) -> str:
+        """How far the retries of ``rule`` may go, for the log line."""
+        if rule.retries is not None:
+            return f" of {rule.retries}"
+        deadline = self.policy.deadline
+        if deadline is not None:
+            return f" until the {deadline:g} s deadline"
+        return " (no limit)"
 
 
 def poll(
@@ -318,6 +381,10 @@ def poll(
 # -- the transport's rules -------------------------------------------------------------------
 
 _CONNECT_ERRORS = (requests.exceptions.ConnectTimeout,)
+#: 308 (slot reassignment) and 429 (flow exceeded): retried with no count limit.
+_MOVED_OR_THROTTLED = frozenset({308, 429})
+#: 408 (request timeout): retried like a 5xx.
+_REQUEST_TIMEOUT = 408
 
 
 def is_connect_failure(exc: BaseException) -> bool:
@@ -332,16 +399,82 @@ def is_connect_failure(exc: BaseException) -> bool:
     return False
 
 
+def _status(exc: BaseException) -> int | None:
+    return exc.status if isinstance(exc, ServerError) else None
+
+
+def is_moved_or_throttled(exc: BaseException) -> bool:
+    """An answer 308 (the slot moved) or 429 (throttled); without a status, the class
+    says (:class:`SlotReassigned`, :class:`Throttled`)."""
+    status = _status(exc)
+    if status is None:
+        return isinstance(exc, SlotReassigned | Throttled)
+    return status in _MOVED_OR_THROTTLED
+
+
+def is_server_error(exc: BaseException) -> bool:
+    """An answer 5xx or 408; without a status, an :class:`InternalServerError`."""
+    status = _status(exc)
+    if status is None:
+        return isinstance(exc, InternalServerError)
+    return status == _REQUEST_TIMEOUT or 500 <= status < 600
+
+
+def tunnel_backoff() -> Backoff:
+    """The tunnel's waits: ``options.tunnel_retry_base_delay`` (1 s) doubling up to
+    ``options.tunnel_retry_max_delay`` (64 s): 1, 2, 4, ..., 32, 64, 64, ..."""
+    return Backoff(options.tunnel_retry_base_delay, 2.0, options.tunnel_retry_max_delay)
+
+
+def _connection_rule(idempotent: bool, backoff: Backoff) -> RetryRule:
+    def failed(exc: BaseException) -> bool:
+        if is_connect_failure(exc):
+            return True
+        return idempotent and isinstance(exc, TunnelConnectionError)
+
+    return RetryRule("connection", failed, options.retry_times, backoff)
+
+
 def request_policy(idempotent: bool) -> RetryPolicy:
-    """How a request is retried (protocol §8.3), with separate budgets:
+    """How a tunnel request is retried: pyodps 0.13.2's ``TunnelRetryHandler`` (protocol
+    §8.3). The first rule that accepts a failure decides, each rule has its own count:
 
-    * throttling (HTTP 429, ``FlowExceeded``, ``QPSExceeded``, ``SlotExceeded``), any
-      method: ``options.throttle_retry_times`` times;
-    * connections that could not be opened (any method: nothing was sent) and, for an
-      ``idempotent`` request, 5xx answers and broken connections:
-      ``options.retry_times`` times.
+    * 308 and 429, any method: :func:`tunnel_backoff`, no count limit
+      (``options.throttle_retry_times`` sets one) until ``options.tunnel_retry_deadline``;
+    * 5xx and 408, any method: :func:`tunnel_backoff`, at most
+      ``options.server_error_retry_times`` (7) times;
+    * any other answer (other 4xx): never;
+    * failures without an answer: a connection that could not be opened (any method:
+      nothing was sent) and, for an ``idempotent`` request, a broken connection or a read
+      timeout: ``options.retry_times`` (4) times, waiting :meth:`Backoff.from_options`
+      (``retry_delay`` 0.1 s doubling up to ``retry_max_delay``; pyodps waits 0.1 s each
+      time, we double so that a retry can outlast a server restart).
 
-    Both wait :meth:`Backoff.from_options`, at least the ``Retry-After`` asked for.
+    Every wait is at least the ``Retry-After`` the service asked for. A session that
+    re-sends a write itself runs its loop with this policy (``.call(...,
+    before_retry=reload)``) around requests made with ``retry=False``.
+    """
+    backoff = tunnel_backoff()
+    return RetryPolicy(
+        (
+            RetryRule(
+                "moved/throttled", is_moved_or_throttled, options.throttle_retry_times, backoff
+            ),
+            RetryRule("server error", is_server_error, options.server_error_retry_times, backoff),
+            _connection_rule(idempotent, Backoff.from_options()),
+        ),
+        deadline=options.tunnel_retry_deadline,
+    )
+
+
+def service_policy(idempotent: bool) -> RetryPolicy:
+    """How a request to the service endpoint (SQL, tables, tunnel discovery) is retried,
+    as pyodps' REST layer does: ``options.retry_times`` times, waiting
+    :meth:`Backoff.from_options` (at least ``Retry-After``), for connections that could
+    not be opened (any method) and, for an ``idempotent`` request only, 5xx answers and
+    broken connections — never a 5xx of a POST, which could run a SQL statement twice.
+    Unlike pyodps we also retry throttling (any method: the request was refused
+    unprocessed), as this client always has.
     """
     backoff = Backoff.from_options()
 
@@ -353,10 +486,7 @@ def request_policy(idempotent: bool) -> RetryPolicy:
     return RetryPolicy(
         (
             RetryRule(
-                "throttled",
-                lambda exc: isinstance(exc, Throttled),
-                options.throttle_retry_times,
-                backoff,
+                "throttled", lambda exc: isinstance(exc, Throttled), options.retry_times, backoff
             ),
             RetryRule("failure", failed, options.retry_times, backoff),
         )
