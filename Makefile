@@ -3,7 +3,8 @@
 #   make venv    build .venv from the lock file (re-runs when the lock or setup.cfg changes)
 #   make demo    the example DAGs end to end against the emulator (DEMO_ARGS=--verbose for logs)
 #   make test    ruff check + ruff format --check + the docs build, warnings as errors +
-#                the import contracts (lint-imports, .importlinter) + pytest
+#                the import contracts (lint-imports, .importlinter) + the Debian packages
+#                the tests start (scripts/system-packages.sh: Chromium, Redis, PostgreSQL) + pytest
 #                (PYTEST_ARGS="-k foo" to narrow)
 #   make docs    build the documentation site into build/site/ (mkdocs, warnings as errors)
 #   make lint    ruff check + ruff format --check
@@ -49,13 +50,14 @@ $(STAMP): $(LOCK) setup.cfg setup.py airflow_provider_odps_tunnel/tunnel/codec/_
 	$(PYTHON) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-# Runs all five checks even if an earlier one fails, then fails if any failed.
+# Runs every check even if an earlier one fails, then fails if any failed.
 test: venv
 	@status=0; \
 	echo "+ ruff check ."; $(BIN)/ruff check . || status=1; \
 	echo "+ ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "+ mkdocs build --strict"; $(BIN)/mkdocs build --strict || status=1; \
 	echo "+ lint-imports"; $(BIN)/lint-imports --no-cache --no-logo .importlinter || status=1; \
+	echo "+ scripts/system-packages.sh"; scripts/system-packages.sh || status=1; \
 	echo "+ pytest $(PYTEST_ARGS)"; $(PYTHON) -m pytest $(PYTEST_ARGS) || status=1; \
 	exit $$status
 
