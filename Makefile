@@ -2,6 +2,9 @@
 #
 #   make venv    build .venv from the lock file (re-runs when the lock or setup.cfg changes)
 #   make demo    the example DAGs end to end against the emulator (DEMO_ARGS=--verbose for logs)
+#   make demo-distributed  the load chain on CeleryExecutor + PostgreSQL + Redis with 1-3
+#                workers, a worker killed, the scheduler restarted: prints the measured table
+#                (DISTRIBUTED_ARGS="--size-mb 64" for a smaller run; docs/deployment.md)
 #   make test    ruff check + ruff format --check + the docs build, warnings as errors +
 #                the import contracts (lint-imports, .importlinter) + the Debian packages
 #                the tests start (scripts/system-packages.sh: Chromium, Redis, PostgreSQL) + pytest
@@ -25,6 +28,7 @@ LOCK        := requirements/lock-py3.11.txt
 EXTRAS      := airflow,emulator,dev
 PYTEST_ARGS ?=
 DEMO_ARGS   ?=
+DISTRIBUTED_ARGS ?=
 
 # Prints the interpreter used to create virtualenvs: python3.11, else python3 if it is >= 3.11.
 find_python = for p in python3.11 python3; do \
@@ -34,7 +38,7 @@ find_python = for p in python3.11 python3; do \
 	  fi; \
 	done
 
-.PHONY: venv test lint format lock bench clean demo docs
+.PHONY: venv test lint format lock bench clean demo demo-distributed docs
 
 venv: $(STAMP)
 
@@ -64,6 +68,12 @@ test: venv
 # The example DAGs against a throw-away emulator and Airflow home; prints what was loaded.
 demo: venv
 	$(PYTHON) scripts/demo.py $(DEMO_ARGS)
+
+# A distributed Airflow on this machine (PostgreSQL, Redis, Celery workers; installed by
+# scripts/system-packages.sh when missing) loading >= 256 MB; prints the results table.
+demo-distributed: venv
+	scripts/system-packages.sh
+	PYTHONPATH=scripts $(PYTHON) -m distributed_airflow $(DISTRIBUTED_ARGS)
 
 docs: venv
 	$(BIN)/mkdocs build --strict

@@ -13,7 +13,28 @@ from typing import Any
 from airflow_provider_odps_tunnel import __version__
 
 CONN_TYPE = "odps_tunnel"
-HOOK_CLASS_NAME = "airflow_provider_odps_tunnel.hooks.tunnel.OdpsTunnelHook"
+#: The hook of the connection type: the tunnel hook that is also a ``common.sql`` DbApiHook,
+#: so ``Connection.get_hook()`` serves the ``common.sql`` operators and ``GenericTransfer``.
+HOOK_CLASS_NAME = "airflow_provider_odps_tunnel.hooks.sql.OdpsSqlHook"
+
+
+#: Examples shown in the form. Airflow 3.3 applies ``placeholders`` to the standard fields
+#: only, so the extra fields carry theirs in the description and as schema ``examples``.
+SERVICE_ENDPOINT_EXAMPLE = "https://service.cn-hangzhou.maxcompute.aliyun.com/api"
+TUNNEL_ENDPOINT_EXAMPLE = "https://dt.cn-hangzhou.maxcompute.aliyun.com"
+
+
+def _endpoint(label: str, description: str, example: str) -> dict[str, Any]:
+    """An optional URL field: empty, or ``http(s)://...`` (checked when the form is saved)."""
+    return {
+        "label": label,
+        "description": description,
+        "schema": {
+            "type": ["string", "null"],
+            "pattern": r"^(https?://\S+)?$",
+            "examples": [example],
+        },
+    }
 
 
 def _optional_string(label: str, description: str) -> dict[str, Any]:
@@ -39,7 +60,10 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "MaxCompute Tunnel",
-                "python-modules": ["airflow_provider_odps_tunnel.hooks.tunnel"],
+                "python-modules": [
+                    "airflow_provider_odps_tunnel.hooks.tunnel",
+                    "airflow_provider_odps_tunnel.hooks.sql",
+                ],
             }
         ],
         "operators": [
@@ -52,8 +76,29 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_odps_tunnel.operators.upsert",
                     "airflow_provider_odps_tunnel.operators.stream",
                     "airflow_provider_odps_tunnel.operators.sql",
+                    "airflow_provider_odps_tunnel.operators.sql_to_odps",
                 ],
             }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Common SQL",
+                "target-integration-name": "MaxCompute Tunnel",
+                "python-module": "airflow_provider_odps_tunnel.operators.sql_to_odps",
+                "how-to-guide": "/docs/howto-transfers.md",
+            },
+            {
+                "source-integration-name": "Common IO",
+                "target-integration-name": "MaxCompute Tunnel",
+                "python-module": "airflow_provider_odps_tunnel.operators.transfer",
+                "how-to-guide": "/docs/howto-transfers.md",
+            },
+            {
+                "source-integration-name": "MaxCompute Tunnel",
+                "target-integration-name": "Common IO",
+                "python-module": "airflow_provider_odps_tunnel.operators.export",
+                "how-to-guide": "/docs/howto-transfers.md",
+            },
         ],
         "sensors": [
             {
@@ -67,7 +112,22 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "MaxCompute Tunnel",
-                "python-modules": ["airflow_provider_odps_tunnel.triggers.tunnel"],
+                "python-modules": [
+                    "airflow_provider_odps_tunnel.triggers.tunnel",
+                    "airflow_provider_odps_tunnel.triggers.sql",
+                ],
+            }
+        ],
+        "extra-links": ["airflow_provider_odps_tunnel.operators.links.OdpsLogViewLink"],
+        # odps://project/schema/table: hooks/assets.py (Airflow 3 reads only "asset-uris").
+        "asset-uris": [
+            {
+                "schemes": ["odps"],
+                "handler": "airflow_provider_odps_tunnel.hooks.assets.sanitize_uri",
+                "factory": "airflow_provider_odps_tunnel.hooks.assets.create_asset",
+                "to_openlineage_converter": (
+                    "airflow_provider_odps_tunnel.hooks.assets.convert_asset_to_openlineage"
+                ),
             }
         ],
         "connection-types": [
@@ -81,14 +141,19 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Default MaxCompute project.",
                         "schema": {"type": "string", "minLength": 1},
                     },
-                    "endpoint": {
-                        "label": "Service endpoint",
-                        "description": "MaxCompute service endpoint URL (ends with /api).",
-                        "schema": {"type": ["string", "null"]},
-                    },
-                    "tunnel_endpoint": _optional_string(
+                    "endpoint": _endpoint(
+                        "Service endpoint",
+                        "MaxCompute service endpoint (for example "
+                        f"{SERVICE_ENDPOINT_EXAMPLE} ). Required unless Tunnel endpoint is "
+                        "set: fill in one of the two, or both.",
+                        SERVICE_ENDPOINT_EXAMPLE,
+                    ),
+                    "tunnel_endpoint": _endpoint(
                         "Tunnel endpoint",
-                        "Tunnel endpoint URL. Leave empty to let the service route the tunnel.",
+                        f"Tunnel endpoint (for example {TUNNEL_ENDPOINT_EXAMPLE} ). "
+                        "Required unless Service endpoint is set; when empty, the service "
+                        "endpoint is asked for it.",
+                        TUNNEL_ENDPOINT_EXAMPLE,
                     ),
                     "quota_name": _optional_string(
                         "Quota name", "Tunnel quota to use. Leave empty for the shared quota."
@@ -106,10 +171,6 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "port", "schema"],
                     "relabeling": {"login": "AccessKey ID", "password": "AccessKey secret"},
-                    "placeholders": {
-                        "endpoint": "https://service.cn-hangzhou.maxcompute.aliyun.com/api",
-                        "tunnel_endpoint": "https://dt.cn-hangzhou.maxcompute.aliyun.com",
-                    },
                 },
             }
         ],

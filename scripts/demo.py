@@ -132,6 +132,19 @@ def prepare(emu: Any, data: Path) -> dict[str, Any]:
         writer.write(pa.table({"id": [1, 2], "customer_id": [1, 5], "total": [19.9, 42.0]}))
     session.commit([0])
 
+    # The SQLite database the common.sql example copies into MaxCompute and back.
+    shop = data / "shop.db"
+    load_example("example_odps_sql_checks").create_sqlite_source(shop)
+    os.environ["AIRFLOW_CONN_ODPS_EXAMPLE_SQLITE"] = json.dumps(
+        {"conn_type": "sqlite", "host": str(shop)}
+    )
+    # The SQLite database SqlToOdpsOperator copies into MaxCompute in key ranges.
+    orders_db = data / "orders.db"
+    load_example("example_odps_sql_to_odps").create_sqlite_source(orders_db)
+    os.environ["AIRFLOW_CONN_ODPS_EXAMPLE_ORDERS"] = json.dumps(
+        {"conn_type": "sqlite", "host": str(orders_db)}
+    )
+
     return {
         "example_odps_load": {
             "source": sales.as_uri(),
@@ -153,13 +166,23 @@ def prepare(emu: Any, data: Path) -> dict[str, Any]:
             "events_table": "events",
             "events_source": events.as_uri(),
         },
+        "example_odps_sql_checks": {"table": "sql_checks_orders", "expected_rows": 4},
+        "example_odps_sql_to_odps": {"sql_conn_id": "odps_example_orders", "table": "orders_copy"},
     }
 
 
+def load_example(dag_id: str) -> Any:
+    """The module of the example DAG file ``dag_id``, imported once."""
+    if dag_id not in sys.modules:
+        spec = importlib.util.spec_from_file_location(dag_id, EXAMPLES / f"{dag_id}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[dag_id] = module
+        spec.loader.exec_module(module)
+    return sys.modules[dag_id]
+
+
 def run_dag(dag_id: str, conf: dict[str, Any]) -> bool:
-    spec = importlib.util.spec_from_file_location(dag_id, EXAMPLES / f"{dag_id}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example(dag_id)
     started = time.monotonic()
     run = module.dag.test(logical_date=DAY, run_conf=conf)
     seconds = time.monotonic() - started
@@ -206,6 +229,8 @@ def show_tables(emu: Any, data: Path) -> None:
         ("customers", None),
         ("customer_snapshot", PARTITION),
         ("events", None),
+        ("sql_checks_orders", PARTITION),
+        ("orders_copy", PARTITION),
     ):
         session = tunnel.create_download_session(name, partition_spec=partition)
         with session.open_arrow_reader(0, min(session.count, 5)) as reader:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import airflow_provider_odps_tunnel
 from airflow_provider_odps_tunnel.get_provider_info import get_provider_info
 
 DIST_NAME = "airflow-provider-odps-tunnel"
-HOOK_CLASS = "airflow_provider_odps_tunnel.hooks.tunnel.OdpsTunnelHook"
+HOOK_CLASS = "airflow_provider_odps_tunnel.hooks.sql.OdpsSqlHook"
 
 
 def _airflow_schema(name: str) -> dict:
@@ -128,3 +129,32 @@ def test_every_package_directory_is_a_regular_package():
         and not (directory / "__init__.py").exists()
     )
     assert missing == [], f"directories of modules without __init__.py: {missing}"
+
+
+def test_endpoint_fields_show_their_examples_and_that_one_is_required():
+    # Airflow 3.3 shows placeholders for the standard fields only: the extra fields carry
+    # their examples in the description (shown under the field) and as schema examples.
+    conn = _connection_type(get_provider_info(), "odps_tunnel")
+    assert "placeholders" not in conn["ui-field-behaviour"]
+    fields = conn["conn-fields"]
+    for name, other in (("endpoint", "Tunnel endpoint"), ("tunnel_endpoint", "Service endpoint")):
+        field = fields[name]
+        (example,) = field["schema"]["examples"]
+        assert example in field["description"]
+        assert f"Required unless {other} is set" in field["description"]
+        pattern = re.compile(field["schema"]["pattern"])
+        assert pattern.match(example) and pattern.match("")
+        assert not pattern.match("service.cn-hangzhou.maxcompute.aliyun.com")
+
+
+def test_documentation_project_url_is_declared():
+    # Airflow's Providers page links to the "Documentation" Project-URL of the distribution
+    # (none declared: a link to a page that does not exist).
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    urls = dict(line.split("=", 1) for line in cfg["metadata"]["project_urls"].strip().splitlines())
+    assert {k.strip(): v.strip() for k, v in urls.items()} == {
+        "Documentation": "https://pypi.org/project/airflow-provider-odps-tunnel/"
+    }

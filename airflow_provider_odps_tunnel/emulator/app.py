@@ -2,15 +2,18 @@
 
 Each request gets an id (answered in ``x-odps-request-id``), is routed by path shape and
 parameters, possibly hit by an injected fault, authenticated (v2 signature and date skew),
-then handled; any :class:`EmulatorError` becomes the service's JSON error body and any
-other exception a 500 ``InternalServerError``. Every request but the admin ones gets a line
-in the request log. ``/__emulator__/...`` are the emulator's own admin resources (faults,
-clock, health), never signed.
+admitted by the service model (latency, concurrent-stream limit; its bandwidth caps pace
+the body both ways, see ``service_model``), then handled; any :class:`EmulatorError`
+becomes the service's JSON error body and any other exception a 500
+``InternalServerError``. Every request but the admin ones gets a line in the request log.
+``/__emulator__/...`` are the emulator's own admin resources (faults, clock, health,
+service model), never signed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -82,9 +85,10 @@ class EmulatorApp:
             return
         started = time.monotonic()
         counters = {"in": 0, "out": 0, "status": None}
+        paced_receive, paced_send = self.state.service.pace(receive, send)
 
         async def counting_receive() -> dict:
-            message = await receive()
+            message = await paced_receive()
             counters["in"] += len(message.get("body", b""))
             return message
 
@@ -93,11 +97,12 @@ class EmulatorApp:
                 counters["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 counters["out"] += len(message.get("body", b""))
-            await send(message)
+            await paced_send(message)
 
         entry: dict[str, Any] = {}
         try:
-            await self._serve(scope, receive, counting_receive, counting_send, entry)
+            with contextlib.ExitStack() as held:  # a stream slot, given back after the answer
+                await self._serve(scope, receive, counting_receive, counting_send, entry, held)
         finally:
             if self.state.request_log.enabled:
                 entry.update(
@@ -109,7 +114,13 @@ class EmulatorApp:
                 self.state.request_log.write(entry)
 
     async def _serve(
-        self, scope: dict, raw_receive: Any, receive: Any, send: Any, entry: dict[str, Any]
+        self,
+        scope: dict,
+        raw_receive: Any,
+        receive: Any,
+        send: Any,
+        entry: dict[str, Any],
+        held: contextlib.ExitStack,
     ) -> None:
         request = Request(scope, receive)
         request_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:16]
@@ -151,7 +162,7 @@ class EmulatorApp:
             )
             # Faults act like the network or a gateway: before authentication.
             await self._before(fault, call)
-            if self.state.config.auth:
+            if self.state.config.auth and not route.public:
                 verify_request(
                     method,
                     raw_resource,
@@ -160,6 +171,7 @@ class EmulatorApp:
                     self.state.config.credentials,
                     time.time(),
                 )
+            await self.state.service.admit(method, route.kind, params, route.args, held)
             response = await route.handler(call)
         except EmulatorError as exc:
             response = error_response(exc, request_id)
@@ -258,11 +270,14 @@ class EmulatorApp:
         return wrapped
 
     async def _admin(self, request: Request, name: str) -> Response:
-        """``faults`` (GET list, POST add, DELETE clear), ``clock`` (GET, POST), ``health``."""
+        """``faults`` (GET list, POST add, DELETE clear), ``clock`` (GET, POST), ``health``,
+        ``service`` (GET: the service model's settings and the data streams in flight)."""
         faults = self.state.faults
         try:
             if name == "health":
                 return json_response({"status": "ok", "port": self.state.port})
+            if name == "service":
+                return json_response(self.state.service.to_json())
             if name == "faults":
                 if request.method == "POST":
                     spec = json.loads(await request.body() or b"{}")

@@ -198,6 +198,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a repeated upload commit with the session, not StatusConflict",
     )
     serving.add_argument(
+        "--upload-bandwidth",
+        metavar="RATE",
+        help="cap per request body, e.g. 8MB (bytes/s; KB, MB, KiB, MiB...; default: no cap)",
+    )
+    serving.add_argument(
+        "--download-bandwidth",
+        metavar="RATE",
+        help="cap per response body, e.g. 8MB (default: no cap)",
+    )
+    serving.add_argument(
+        "--stream-limit",
+        type=int,
+        metavar="N",
+        help="data bodies (block PUTs, downloads) in flight at once per table or project; "
+        "more are answered 429 FlowExceeded (default: no limit)",
+    )
+    serving.add_argument(
+        "--stream-limit-scope",
+        choices=("table", "project"),
+        default="table",
+        help="what --stream-limit counts per (default: table)",
+    )
+    serving.add_argument(
+        "--request-latency",
+        type=float,
+        default=0.0,
+        help="seconds added before answering each request (default 0: none)",
+    )
+    serving.add_argument(
         "--no-request-log", action="store_true", help="do not write requests.jsonl"
     )
     serving.add_argument(

@@ -6,14 +6,24 @@ engine; each task ends ``Success`` with its text result (a query's CSV, else ``O
 ``Failed`` with the service's error text, which is what pyodps turns into its exceptions.
 The last query's result stays for the instance tunnel. Instances that were running when the
 emulator stopped are marked failed when it starts again.
+
+A running instance can be stopped (pyodps's ``Instance.stop``): it ends ``Terminated`` at
+once, its unfinished tasks ``Cancelled``; a statement already inside DuckDB runs to its end,
+but its outcome is discarded (no result for the instance tunnel; a write it made stays).
+The task setting ``emulator.hold.seconds`` keeps a task ``Running`` until that many seconds
+of the emulator's clock after the submission before its SQL runs, so a test can see an
+instance run, stop it, or release it by advancing the clock, without waiting for a slow
+query.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -22,13 +32,29 @@ from .errors import EmulatorError
 from .fsutil import atomic_write_json, read_json
 from .sql import SqlEngine, SqlError
 
-__all__ = ["InstanceStore", "parse_job", "OWNER"]
+__all__ = ["InstanceStore", "parse_job", "hold_seconds", "OWNER", "HOLD_KEY"]
 
 logger = logging.getLogger("odps_tunnel_emulator.sql")
 
 OWNER = "ALIYUN$emulator@example.com"
 RUNNING, TERMINATED = "Running", "Terminated"
-SUCCESS, FAILED, WAITING = "Success", "Failed", "Waiting"
+SUCCESS, FAILED, WAITING, CANCELLED = "Success", "Failed", "Waiting", "Cancelled"
+#: Task setting: seconds (emulator clock) a task stays ``Running`` before its SQL runs.
+HOLD_KEY = "emulator.hold.seconds"
+#: How often a held task looks at the emulator's clock (seconds of real time).
+_HOLD_CHECK = 0.05
+STOPPED_TEXT = "ODPS-0110061:Instance stopped - the instance was terminated by a stop request"
+
+
+def hold_seconds(settings: dict[str, Any] | None) -> float:
+    """A task's ``emulator.hold.seconds`` setting (0 when absent or not a number)."""
+    if not isinstance(settings, dict):
+        return 0.0
+    try:
+        seconds = float(settings.get(HOLD_KEY, 0))
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if 0 < seconds < float("inf") else 0.0
 
 
 def new_instance_id() -> str:
@@ -76,10 +102,14 @@ def _parse_job(body: bytes) -> tuple[str, list[dict[str, Any]]]:
 class InstanceStore:
     """The instances of one data directory; :meth:`run` executes one (blocking)."""
 
-    def __init__(self, root: Path, engine: SqlEngine):
+    def __init__(self, root: Path, engine: SqlEngine, clock: Callable[[], float] = time.time):
         self.dir = root / "instances"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.engine = engine
+        self.clock = clock
+        # Guards instance files against a stop racing the runner; one event per live run.
+        self._lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}
         self._recover()
 
     def _path(self, instance_id: str) -> Path:
@@ -119,8 +149,12 @@ class InstanceStore:
                 {**t, "status": WAITING, "result": "", "start": None, "end": None} for t in tasks
             ],
             "result": None,
+            # Holds count from here, on the emulator's clock.
+            "submitted_clock": self.clock(),
         }
-        self._save(instance)
+        with self._lock:
+            self._save(instance)
+            self._stops[instance["id"]] = threading.Event()
         return instance
 
     def get(self, project: str, instance_id: str) -> dict[str, Any]:
@@ -133,11 +167,68 @@ class InstanceStore:
             raise EmulatorError("NoSuchObject", f"The instance does not exist: {instance_id}", 404)
         return instance
 
+    def stop(self, project: str, instance_id: str) -> dict[str, Any]:
+        """Stop a running instance: ``Terminated`` now, unfinished tasks ``Cancelled``.
+
+        An instance that already ended is left as it is (stopping is idempotent).
+        Returns the instance as it is afterwards.
+        """
+        with self._lock:
+            instance = self.get(project, instance_id)
+            if instance["status"] != RUNNING:
+                return instance
+            now = time.time()
+            for task in instance["tasks"]:
+                if task["status"] in (RUNNING, WAITING):
+                    task.update(status=CANCELLED, result=STOPPED_TEXT, end=now)
+                    task["start"] = task["start"] or now
+            instance.update(status=TERMINATED, end=now)
+            self._save(instance)
+            self._stops.setdefault(instance_id, threading.Event()).set()
+        logger.info("instance %s stopped", instance_id)
+        return instance
+
+    def _stopped(self, instance_id: str) -> bool:
+        event = self._stops.get(instance_id)
+        return event is not None and event.is_set()
+
+    def _save_unless_stopped(self, instance: dict[str, Any]) -> bool:
+        """Persist the runner's view of ``instance``; False (nothing written) once stopped."""
+        with self._lock:
+            if self._stopped(instance["id"]):
+                return False
+            self._save(instance)
+            return True
+
+    def _hold(self, instance: dict[str, Any], settings: dict[str, Any] | None) -> None:
+        """Keep a task running until ``emulator.hold.seconds`` (emulator clock) after the
+        instance was submitted, or until the instance is stopped."""
+        seconds = hold_seconds(settings)
+        if seconds <= 0:
+            return
+        until = instance.get("submitted_clock", self.clock()) + seconds
+        event = self._stops.get(instance["id"]) or threading.Event()
+        while self.clock() < until and not event.wait(_HOLD_CHECK):
+            pass
+
     def run(self, instance_id: str) -> None:
-        """Run every task of an instance in order; a failed task ends the instance."""
+        """Run every task of an instance in order; a failed task ends the instance.
+
+        A stop (:meth:`stop`) ends the run at the next task boundary, and the outcome of
+        a statement that was running is dropped.
+        """
+        try:
+            self._run(instance_id)
+        finally:
+            with self._lock:
+                self._stops.pop(instance_id, None)
+
+    def _run(self, instance_id: str) -> None:
         instance = read_json(self._path(instance_id))
         failed = False
         for task in instance["tasks"]:
+            if self._stopped(instance_id):
+                return
             task["start"] = time.time()
             if failed:
                 task.update(status=FAILED, result="ODPS-0010000:a previous task failed")
@@ -149,7 +240,11 @@ class InstanceStore:
                 )
             else:
                 task["status"] = RUNNING
-                self._save(instance)
+                if not self._save_unless_stopped(instance):
+                    return
+                self._hold(instance, task.get("settings"))
+                if self._stopped(instance_id):
+                    return
                 try:
                     outcome = self.engine.run(
                         instance["project"],
@@ -173,4 +268,4 @@ class InstanceStore:
             failed = failed or task["status"] == FAILED
             task["end"] = time.time()
         instance.update(status=TERMINATED, end=time.time())
-        self._save(instance)
+        self._save_unless_stopped(instance)

@@ -4,7 +4,8 @@ Tunnel resources are told apart by the *presence* of parameters (``?data`` and `
 alike), so junk parameters pyodps adds (``curr_project``, ``reload=False``, ``uploads=1``)
 never change the route. The ``/api`` prefix of the service endpoint is removed before this;
 ``on_service`` says whether it was there (``/logview/host`` exists only on the service
-endpoint; everything else is served on both, as one server is both endpoints).
+endpoint, the LogView page ``/logview/`` only outside it; everything else is served on
+both, as one server is both endpoints).
 
 A request naming a ``quotaName`` has that quota checked before its handler runs (see
 ``limits.check_quota``; off unless the emulator is given its list of quotas).
@@ -22,6 +23,7 @@ from .handlers import (
     download,
     instance_tunnel,
     instances,
+    logview,
     preview,
     schemas,
     service,
@@ -39,11 +41,14 @@ __all__ = ["Route", "resolve"]
 
 @dataclass
 class Route:
-    """A handler, the session kind it belongs to (for fault matching) and path arguments."""
+    """A handler, the session kind it belongs to (for fault matching) and path arguments.
+
+    ``public`` routes are served without a signature (pages a browser opens)."""
 
     handler: Handler
     kind: str | None = None
     args: dict[str, str] = field(default_factory=dict)
+    public: bool = False
 
 
 def _unsupported(method: str, resource: str) -> EmulatorError:
@@ -115,6 +120,8 @@ def _instance_route(method: str, params: dict[str, str]) -> tuple[Handler, str] 
         return handler, "instance"
     if method == "GET":
         return instances.get, "sql"
+    if method == "PUT":
+        return instances.stop, "sql"
     return None
 
 
@@ -152,6 +159,8 @@ def _route(method: str, resource: str, params: dict[str, str], on_service: bool)
     parts = [p for p in resource.split("/") if p]
     if on_service and parts == ["logview", "host"] and method == "GET":
         return Route(service.logview_host)
+    if not on_service and parts == ["logview"] and method == "GET":
+        return Route(logview.page, public=True)
     if len(parts) < 2 or parts[0] != "projects":
         raise EmulatorError("NoSuchObject", f"Unknown resource {resource}", 404)
     args = {"project": parts[1]}

@@ -62,6 +62,11 @@ SERVE_OPTIONS = {
     "download_init_delay": "--download-init-delay",
     "quotas": "--quotas",
     "protected_projects": "--protected-projects",
+    "upload_bandwidth": "--upload-bandwidth",
+    "download_bandwidth": "--download-bandwidth",
+    "stream_limit": "--stream-limit",
+    "stream_limit_scope": "--stream-limit-scope",
+    "request_latency": "--request-latency",
 }
 
 
@@ -311,7 +316,9 @@ class Emulator:
     ``preview_limit``, ``instance_result_limit``, ``session_rate_limit``,
     ``commit_rate_limit``, ``instance_wait``, ``upsert_commit_delay``, ``quotas``,
     ``protected_projects``, ``download_init_delay``, ``download_metrics``,
-    ``idempotent_commit``, ``request_log``, ``request_log_stderr``).
+    ``idempotent_commit``, ``request_log``, ``request_log_stderr``, and the service model's
+    ``upload_bandwidth``, ``download_bandwidth``, ``stream_limit``, ``stream_limit_scope``,
+    ``request_latency``).
     """
 
     def __init__(

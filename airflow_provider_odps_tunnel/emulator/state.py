@@ -15,6 +15,7 @@ from .instances import InstanceStore
 from .limits import RateLimit, RateLimiter, name_list
 from .pins import FilePins
 from .requestlog import RequestLog
+from .service_model import ServiceModel, parse_rate
 from .sessions import SessionStore
 from .sql import SqlEngine
 
@@ -51,6 +52,11 @@ class EmulatorConfig:
     ``asyncmode`` download session answer ``initiating`` for that long before ``normal``.
     ``idempotent_commit`` answers a second commit of a committed upload session with the
     session again instead of the service's 409 ``StatusConflict``.
+    The service model (``service_model``; all off by default): ``upload_bandwidth`` and
+    ``download_bandwidth`` cap each request and response body (bytes per second, or text
+    such as ``"8MB"``); ``stream_limit`` is how many data bodies may be in flight at once per
+    ``stream_limit_scope`` (``table`` or ``project``), more being answered 429
+    ``FlowExceeded``; ``request_latency`` is seconds added before each request is handled.
     """
 
     data_dir: Path
@@ -78,6 +84,11 @@ class EmulatorConfig:
     download_metrics: bool = True
     download_init_delay: float = 0.0
     idempotent_commit: bool = False
+    upload_bandwidth: int | None = None
+    download_bandwidth: int | None = None
+    stream_limit: int | None = None
+    stream_limit_scope: str = "table"
+    request_latency: float = 0.0
     extra_credentials: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +96,10 @@ class EmulatorConfig:
         self.commit_rate_limit = RateLimit.parse(self.commit_rate_limit)
         self.quotas = name_list(self.quotas)
         self.protected_projects = name_list(self.protected_projects)
+        self.upload_bandwidth = parse_rate(self.upload_bandwidth)
+        self.download_bandwidth = parse_rate(self.download_bandwidth)
+        self.stream_limit = int(self.stream_limit or 0) or None  # 0: no limit
+        ServiceModel.from_config(self)  # refuses bad values now rather than at startup
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -119,9 +134,10 @@ class EmulatorState:
             self.sessions.pinned_files(table_id) | self.pins.files(table_id)
         )
         self.instances = InstanceStore(
-            self.root, SqlEngine(self.catalog, self.pins, config.max_field_size)
+            self.root, SqlEngine(self.catalog, self.pins, config.max_field_size), self.clock.now
         )
         self.limiter = RateLimiter(self.clock.now)
+        self.service = ServiceModel.from_config(config)
         self.request_log = RequestLog(
             self.root / "requests.jsonl" if config.request_log else None,
             stderr=config.request_log_stderr,

@@ -57,8 +57,18 @@ def read_settings(
     tunnel_endpoint = _extra(extras, "tunnel_endpoint")
     if not endpoint and not tunnel_endpoint:
         raise ValueError(
-            f"connection {conn.conn_id!r} needs an 'endpoint' or a 'tunnel_endpoint' extra"
+            f"connection {conn.conn_id!r} needs a service endpoint ('endpoint', "
+            "https://service.<region>.maxcompute.aliyun.com/api) or a tunnel endpoint "
+            "('tunnel_endpoint'); it has neither"
         )
+    for name in ("endpoint", "tunnel_endpoint"):
+        value = _extra(extras, name)
+        if value and not str(value).startswith(("http://", "https://")):
+            # The form's schema declares this, but Airflow 3.3 saves the form unchecked.
+            raise ValueError(
+                f"connection {conn.conn_id!r}: {name} {value!r} is not an http:// or "
+                "https:// URL (e.g. https://service.cn-hangzhou.maxcompute.aliyun.com/api)"
+            )
     return ConnectionSettings(
         access_id=conn.login or None,
         secret_access_key=conn.password or None,

@@ -27,10 +27,12 @@ from airflow_provider_odps_tunnel.tunnel import (
     CompressOption,
     Instance,
     InstanceTunnel,
+    SQLTaskError,
     TableTunnel,
 )
 from airflow_provider_odps_tunnel.tunnel import errors as tunnel_errors
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import (
+    arrow_type_to_odps_type,
     conform_table,
     odps_schema_to_arrow_schema,
 )
@@ -159,10 +161,17 @@ class OdpsTunnelHook(BaseHook):
 
         With a service endpoint this asks it where the project's tunnel lives; with only a
         tunnel endpoint it reloads a made-up download session, where "no such download"
-        proves the signature was accepted.
+        proves the signature was accepted. The message says what to fix: a missing field,
+        a key pair the service rejects, an unknown project or an endpoint not reached.
         """
         try:
             s = self.settings
+        except ValueError as exc:  # a field the connection lacks
+            return False, f"{exc}. Fill it in and test again."
+        except Exception as exc:  # e.g. no such connection: report, never raise
+            return False, f"{type(exc).__name__}: {exc}"
+        where = s.endpoint or s.tunnel_endpoint
+        try:
             if s.endpoint:
                 self.odps.rest.request(
                     "GET", project_resource(s.project) + "/tunnel", params={"service": ""}
@@ -173,9 +182,18 @@ class OdpsTunnelHook(BaseHook):
                     self.table_tunnel.create_download_session(
                         "airflow_connection_test", download_id="airflow-connection-test"
                     )
+        except tunnel_errors.SignatureNotMatch:
+            return False, (
+                f"{where} rejected the signature: the AccessKey secret (password) does not "
+                f"belong to the AccessKey ID (login) {s.access_id!r}"
+            )
+        except tunnel_errors.AuthError as exc:
+            return False, f"{where} refused AccessKey ID {s.access_id!r}: {exc}"
+        except tunnel_errors.NoSuchProject:
+            return False, f"{where} has no project {s.project!r}"
         except Exception as exc:  # test_connection reports; it must not raise
-            return False, f"{type(exc).__name__}: {exc}"
-        return True, f"Connected to project {s.project!r}"
+            return False, f"Could not use {where}: {type(exc).__name__}: {exc}"
+        return True, f"Connected to project {s.project!r} at {where}"
 
     # -- SQL instances -----------------------------------------------------------------------
 
@@ -187,6 +205,93 @@ class OdpsTunnelHook(BaseHook):
     def get_instance(self, instance_id: str) -> Instance:
         """The SQL instance ``instance_id`` of the default project, to poll or read."""
         return Instance(self.odps, instance_id)
+
+    def stop_instance(self, instance_id: str) -> None:
+        """Stop the SQL instance ``instance_id``: it ends ``Terminated``, its unfinished
+        tasks ``Cancelled`` (nothing changes if it already ended)."""
+        self.get_instance(instance_id).stop()
+
+    def get_logview_url(self, instance_id: str) -> str:
+        """The LogView address of ``instance_id`` with a read token signed by the service
+        (against the emulator: the emulator's own LogView page)."""
+        return self.get_instance(instance_id).get_logview_address()
+
+    def instance_outcome(self, instance_id: str) -> dict[str, Any]:
+        """Where the SQL instance stands, as plain JSON (for triggers and XCom):
+        ``instance_status`` (``Running``, ``Terminated``, ...), ``tasks`` (each task's status),
+        ``succeeded`` (None while it runs) and ``message`` (the service's error text of a
+        failed or cancelled task, else None)."""
+        instance = self.get_instance(instance_id)
+        status = instance.status
+        outcome: dict[str, Any] = {
+            "instance_id": instance_id,
+            "instance_status": status,
+            "tasks": {},
+            "succeeded": None,
+            "message": None,
+        }
+        if status != "Terminated":
+            return outcome
+        outcome["tasks"] = instance.get_task_statuses()
+        try:
+            instance.raise_if_failed()
+        except SQLTaskError as exc:
+            outcome.update(succeeded=False, message=exc.message)
+        else:
+            outcome["succeeded"] = True
+        return outcome
+
+    @staticmethod
+    def raise_for_outcome(outcome: dict[str, Any]) -> None:
+        """Raise ``SQLTaskError`` for an :meth:`instance_outcome` that did not succeed: the
+        service's error text, the instance's status and its tasks' statuses, and the id."""
+        if outcome.get("succeeded"):
+            return
+        tasks = ", ".join(f"{n}: {s}" for n, s in (outcome.get("tasks") or {}).items())
+        raise SQLTaskError(
+            f"{outcome.get('message') or 'the instance did not succeed'} "
+            f"(instance status {outcome.get('instance_status')}; tasks: {tasks or 'none'})",
+            instance_id=outcome["instance_id"],
+        )
+
+    def fetch_instance_result(self, instance_id: str, handler: Callable[[Any], Any]) -> Any:
+        """``handler(cursor)`` on a DB-API cursor (``tunnel.dbapi``) reading the query
+        result of the succeeded instance ``instance_id`` through the instance tunnel, as
+        common.sql's handlers expect (``fetch_all_handler``, ``fetch_one_handler``)."""
+        from airflow_provider_odps_tunnel.tunnel import dbapi
+
+        with contextlib.closing(dbapi.connect(self.odps).cursor()) as cursor:
+            cursor.attach(self.get_instance(instance_id))
+            return handler(cursor)
+
+    def create_table_if_missing(
+        self, table: str, schema: pa.Schema, partition_columns: Iterable[str] = ()
+    ) -> None:
+        """Create ``table`` with the columns of the Arrow ``schema`` (types mapped as the
+        tunnel writes them) and STRING partition columns, unless it exists: one
+        ``CREATE TABLE IF NOT EXISTS`` statement, run to completion."""
+        partitions = [c for c in partition_columns]
+        taken = {c.lower() for c in partitions}
+        columns = []
+        for f in schema:
+            if f.name.lower() in taken:
+                continue
+            try:
+                odps_type = arrow_type_to_odps_type(f.type)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"cannot create table {table}: column {f.name!r} ({f.type}) has no ODPS "
+                    f"type ({exc}); a column whose first rows are all NULL has no type to "
+                    "take: create the table first"
+                ) from exc
+            columns.append(f"`{f.name}` {odps_type}")
+        if not columns:
+            raise ValueError(f"cannot create table {table}: the source has no data columns")
+        sql = f"CREATE TABLE IF NOT EXISTS {self.qualify(table)} ({', '.join(columns)})"
+        if partitions:
+            sql += " PARTITIONED BY (" + ", ".join(f"`{c}` string" for c in partitions) + ")"
+        self.log.info("Creating table %s if missing: %s", table, sql)
+        self.run_sql(sql).wait_for_success()
 
     # -- upload sessions ---------------------------------------------------------------------
 
@@ -295,11 +400,16 @@ class OdpsTunnelHook(BaseHook):
         return self._opened("download", session, qualified, partition, compression), session
 
     def create_instance_download_session(
-        self, instance_id: str, *, compression: str | None = None
+        self, instance_id: str, *, compression: str | None = None, limit: bool = False
     ) -> tuple[SessionRef, Any]:
-        """Open a download session on the result of a SQL instance."""
+        """Open a download session on the result of a SQL instance.
+
+        The whole result, or an error: a project that only allows the service's limited
+        mode (at most 10,000 rows) raises ``NoPermission`` rather than handing back a
+        silently truncated result. ``limit=True`` asks for the limited mode on purpose.
+        """
         session = self.instance_tunnel.create_download_session(
-            instance_id, compress_option=_compress_option(compression)
+            instance_id, compress_option=_compress_option(compression), limit=limit
         )
         ref = SessionRef(
             "instance_download", session.id, instance_id=instance_id, compression=compression

@@ -1,15 +1,16 @@
 """Airflow Assets and lineage for MaxCompute tables.
 
-A table is the Asset ``odps://{project}/{table}`` (``odps://{project}/{schema}/{table}`` in a
-three-tier project). The project usually comes from the connection, which is only read when
+A table is the Asset ``odps://{project}/{schema}/{table}`` (``hooks.assets``: a table of a
+project without schemas is in the schema ``default``), named by its URI, in the group
+``odps_table``. The project usually comes from the connection, which is only read when
 the task runs, so writing operators declare the alias ``ODPS_TABLES_ALIAS`` as their
 outlet and attach the concrete table Asset to it at run time, with the partition, row count
 and session id as the event's extra. Consumers schedule on ``odps_table_asset``.
 If the DAG declares a table Asset itself, its event gets the same extra.
 
-Every table read or write is also reported to Airflow's hook-lineage collector (what
-OpenLineage listens to); file reads and writes through ``ObjectStoragePath`` report
-themselves.
+Every table read or write is also reported to Airflow's hook-lineage collector and recorded
+for the operator's OpenLineage facets (``operators.lineage``); file reads and writes
+through ``ObjectStoragePath`` report themselves to the collector.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_odps_tunnel.hooks.assets import ASSET_GROUP, table_asset, table_uri
+from airflow_provider_odps_tunnel.operators.lineage import (
+    LineageDataset,
+    record_input,
+    record_output,
+)
+
 __all__ = [
     "ODPS_TABLES_ALIAS",
     "odps_table_uri",
@@ -25,6 +33,7 @@ __all__ = [
     "default_outlets",
     "emit_table_event",
     "report_table_lineage",
+    "report_table_read",
     "report_table_write",
 ]
 
@@ -33,24 +42,18 @@ ODPS_TABLES_ALIAS = "odps_tunnel_tables"
 
 
 def odps_table_uri(qualified_table: str) -> str:
-    """``odps://project/table`` for ``project.table`` (or ``project.schema.table``)."""
-    parts = qualified_table.split(".")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(
-            f"expected 'project.table' or 'project.schema.table', got {qualified_table!r}"
-        )
-    return "odps://" + "/".join(parts)
+    """``odps://project/schema/table`` for ``project.table`` or ``project.schema.table``."""
+    return table_uri(qualified_table)
 
 
 def odps_table_asset(qualified_table: str) -> Asset:
     """The Asset of a table, named by its project: ``odps_table_asset("proj.sales")``."""
-    uri = odps_table_uri(qualified_table)
-    return Asset(uri=uri, name=uri, group="odps_table")
+    return table_asset(qualified_table)
 
 
 def default_outlets(outlets: Any) -> Any:
     """The outlets an operator gets when the DAG declares none: the tables alias."""
-    return outlets if outlets else [AssetAlias(name=ODPS_TABLES_ALIAS)]
+    return outlets if outlets else [AssetAlias(name=ODPS_TABLES_ALIAS, group=ASSET_GROUP)]
 
 
 def emit_table_event(
@@ -81,6 +84,13 @@ def report_table_lineage(hook: Any, qualified_table: str, *, output: bool) -> No
         collector.add_input_asset(context=hook, uri=uri)
 
 
+def report_table_read(operator: Any, qualified_table: str, partition: str | None) -> None:
+    """Report that ``operator`` read the table (or partition): to the hook-lineage collector
+    and to its OpenLineage record."""
+    report_table_lineage(operator.hook, qualified_table, output=False)
+    record_input(operator, LineageDataset(table=qualified_table, partition=partition))
+
+
 def report_table_write(
     context: Any,
     operator: Any,
@@ -88,11 +98,17 @@ def report_table_write(
     partition: str | None,
     session_id: str,
     rows: int,
+    nbytes: int | None = None,
 ) -> None:
     """Report a finished write of ``operator`` (its hook and outlets): to the hook-lineage
-    collector as an output, and as the table's event with the partition, row count and
+    collector as an output, to its OpenLineage record with the rows (and bytes, when the
+    writer counts them), and as the table's event with the partition, row count and
     session id as extra."""
     report_table_lineage(operator.hook, qualified_table, output=True)
+    record_output(
+        operator,
+        LineageDataset(table=qualified_table, partition=partition, rows=rows, nbytes=nbytes),
+    )
     emit_table_event(
         context,
         operator.outlets,

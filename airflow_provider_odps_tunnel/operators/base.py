@@ -30,15 +30,17 @@ from typing import Any, Self
 from airflow.sdk import BaseOperator
 
 from airflow_provider_odps_tunnel.hooks.tunnel import OdpsTunnelHook
+from airflow_provider_odps_tunnel.operators.lineage import OdpsLineageMixin
 
 __all__ = ["OdpsBaseOperator", "OperatorOptions", "option"]
 
 
-class OdpsBaseOperator(BaseOperator):
+class OdpsBaseOperator(OdpsLineageMixin, BaseOperator):
     """An operator that talks to MaxCompute through ``OdpsTunnelHook``.
 
     The hook is built on first use inside ``execute`` (after templates are rendered), never
-    when the DAG file is parsed.
+    when the DAG file is parsed. OpenLineage facets come from ``OdpsLineageMixin``
+    (``operators.lineage``).
 
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection to use (templated).
     :param project: a project overriding the connection's (templated).

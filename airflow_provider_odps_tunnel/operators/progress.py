@@ -24,6 +24,7 @@ class TransferProgress:
     :param what: what moves, e.g. ``"upload to proj.sales/ds=2024-01-01"``.
     :param total_rows: rows expected in total, when known.
     :param total_units: units of work (blocks, ranges) expected in total, when known.
+    :param unit: what a unit is, for the line (``"3 of 8 blocks done"``).
     :param interval: seconds between two progress lines.
     """
 
@@ -34,6 +35,7 @@ class TransferProgress:
         *,
         total_rows: int | None = None,
         total_units: int | None = None,
+        unit: str = "units",
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -41,6 +43,7 @@ class TransferProgress:
         self.what = what
         self.total_rows = total_rows
         self.total_units = total_units
+        self.unit = unit
         self.interval = interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -89,7 +92,7 @@ class TransferProgress:
         rows = f"{self.rows:,}"
         if self.total_rows:
             rows += f"/{self.total_rows:,} ({100 * self.rows / self.total_rows:.0f}%)"
-        units = f", {self.units}/{self.total_units} done" if self.total_units else ""
+        units = f", {self.units} of {self.total_units} {self.unit} done" if self.total_units else ""
         text = f"{self.what}: {rows} rows, {mb:.1f} MB, {mb / elapsed:.1f} MB/s{units}"
         if done:
             return f"{text}, finished in {timedelta(seconds=round(elapsed))}"

@@ -6,10 +6,14 @@ of a callable. Files are reached through Airflow's ``ObjectStoragePath``, so any
 filesystem with an Airflow connection works (local, S3, GCS, OSS via fsspec ...), and
 every file read is reported to Airflow's hook-lineage collector as an input.
 
-Formats: Parquet (``.parquet``, ``.pq``), CSV (``.csv``), JSON lines (``.jsonl``,
-``.ndjson``, ``.json``) and Arrow IPC files or streams (``.arrow``, ``.feather``, ``.ipc``).
-CSV and JSON lines are parsed with the target table's column types; CSV files have a header
-row, and an empty CSV field is NULL (the ``tunnel upload`` command's default).
+Formats: Parquet (``.parquet``, ``.pq``), ORC (``.orc``), CSV (``.csv``), JSON lines
+(``.jsonl``, ``.ndjson``, ``.json``) and Arrow IPC files or streams (``.arrow``,
+``.feather``, ``.ipc``). CSV and JSON lines may be compressed (``.gz``, ``.bz2``, ``.zst``
+after the format's suffix, or ``source_compression``) and are read as a stream. They are
+parsed with the target table's column types; by default a CSV file has a header row, and an
+empty CSV field is NULL (the ``tunnel upload`` command's default); ``csv_options`` changes
+both, and the delimiter, quoting, escaping, rows to skip and encoding (``CsvOptions``).
+A ``column_mapping`` renames source columns to table columns before the rows are written.
 
 A callable source is called as ``source_callable(part, parts)`` and yields
 ``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas ``DataFrame`` objects; ``part`` runs
@@ -27,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -38,7 +42,9 @@ from airflow_provider_odps_tunnel.operators.base import OperatorOptions, option
 
 __all__ = [
     "SOURCE_FORMATS",
+    "SOURCE_COMPRESSIONS",
     "SOURCE_CHOICE_ERROR",
+    "CsvOptions",
     "SourceCallable",
     "SourcePiece",
     "LoadSource",
@@ -50,12 +56,17 @@ __all__ = [
     "read_piece",
     "read_pieces",
     "keep_table_columns",
+    "rename_columns",
+    "listing_fingerprint",
 ]
 
 #: A callable source: ``(part, parts) -> iterable of RecordBatch | Table | DataFrame``.
 SourceCallable = Callable[[int, int], Iterable[Any]]
 
-SOURCE_FORMATS = ("parquet", "csv", "jsonl", "arrow")
+SOURCE_FORMATS = ("parquet", "csv", "jsonl", "arrow", "orc")
+#: Stream compressions of text sources (pyarrow's codec names), by file suffix.
+SOURCE_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+_TEXT_FORMATS = ("csv", "jsonl")
 
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -67,6 +78,7 @@ _SUFFIXES = {
     ".arrow": "arrow",
     ".feather": "arrow",
     ".ipc": "arrow",
+    ".orc": "orc",
 }
 _GLOB_CHARS = frozenset("*?[")
 DEFAULT_BATCH_ROWS = 65_536
@@ -76,11 +88,13 @@ DEFAULT_BATCH_ROWS = 65_536
 class SourcePiece:
     """One unit of input, as a reference.
 
-    Either a file (``uri``, the ``conn_id`` to reach it, its ``format``, and for a large
-    Parquet file the ``row_groups`` this piece covers) or part ``part`` of ``parts`` of a
-    callable.
-    ``nbytes`` is the piece's size in storage (0 when unknown) and ``rows`` its row count
-    when the file's metadata tells it cheaply.
+    Either a file (``uri``, the ``conn_id`` to reach it, its ``format``, the stream
+    ``compression`` of a text file, and for a large Parquet file the ``row_groups`` this
+    piece covers) or part ``part`` of ``parts`` of a callable.
+    ``nbytes`` is the piece's size in storage (0 when unknown), ``rows`` its row count
+    when the file's metadata tells it cheaply, and ``version`` what the storage says about
+    the file's content (its ETag, else its modification time), so a replaced file of the
+    same name and size is a different piece.
     """
 
     uri: str | None = None
@@ -91,12 +105,25 @@ class SourcePiece:
     parts: int | None = None
     nbytes: int = 0
     rows: int | None = None
+    compression: str | None = None
+    version: str | None = None
 
     def __post_init__(self) -> None:
         if (self.uri is None) == (self.part is None):
             raise ValueError("a source piece is either a file (uri) or a callable part")
         if self.uri is not None and self.format not in SOURCE_FORMATS:
             raise ValueError(f"unknown source format {self.format!r}; use one of {SOURCE_FORMATS}")
+        if self.compression is not None:
+            if self.compression not in SOURCE_COMPRESSIONS.values():
+                raise ValueError(
+                    f"unknown source compression {self.compression!r} of {self.uri}; use one "
+                    f"of {sorted(set(SOURCE_COMPRESSIONS.values()))}"
+                )
+            if self.format not in _TEXT_FORMATS:
+                raise ValueError(
+                    f"{self.uri}: only CSV and JSON lines files are read compressed, not "
+                    f"{self.format} (whose codecs are inside the file)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -132,14 +159,35 @@ def _storage_path(uri: str, conn_id: str | None) -> Any:
     return ObjectStoragePath(uri, conn_id=conn_id)
 
 
-def _format_of(path: Any, source_format: str | None) -> str:
+def _compression_of(path: Any, source_compression: str | None) -> tuple[str, str | None]:
+    """The file's name without a compression suffix, and its stream compression: the one
+    given (``"none"`` for none), else the suffix's."""
+    name = path.name.lower()
+    suffix = next((s for s in SOURCE_COMPRESSIONS if name.endswith(s)), None)
+    stem = name[: -len(suffix)] if suffix else name
+    if source_compression:
+        return stem, None if source_compression == "none" else source_compression
+    return stem, SOURCE_COMPRESSIONS[suffix] if suffix else None
+
+
+def _version_of(info: Any) -> str | None:
+    """A file's content version from its listing entry: the ETag where the storage has one
+    (S3, GCS, OSS), else the modification time."""
+    for key in ("ETag", "etag", "md5Hash", "mtime", "LastModified", "last_modified", "updated"):
+        value = info.get(key) if hasattr(info, "get") else None
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _format_of(path: Any, source_format: str | None, name: str | None = None) -> str:
     if source_format:
         if source_format not in SOURCE_FORMATS:
             raise ValueError(
                 f"unknown source format {source_format!r}; use one of {SOURCE_FORMATS}"
             )
         return source_format
-    name = path.name.lower()
+    name = name or path.name.lower()
     for suffix in (s for s in _SUFFIXES if name.endswith(s)):
         return _SUFFIXES[suffix]
     raise ValueError(
@@ -178,11 +226,13 @@ def list_source_pieces(
     conn_id: str | None = None,
     source_format: str | None = None,
     split_bytes: int | None = None,
+    source_compression: str | None = None,
 ) -> list[SourcePiece]:
     """The pieces of ``sources`` (files, directories or glob patterns), sorted by URI.
 
     A Parquet file larger than ``split_bytes`` is cut into pieces of whole row groups of
     about ``split_bytes`` each, so that one large file can still feed several blocks.
+    A text file's compression is ``source_compression``, or taken from its suffix.
     """
     if isinstance(sources, str):
         sources = [sources]
@@ -193,13 +243,31 @@ def list_source_pieces(
     pieces: list[SourcePiece] = []
     for uri in sorted(files):
         path = files[uri]
-        fmt = _format_of(path, source_format)
-        size = int(path.stat().st_size)
-        if fmt == "parquet" and split_bytes and size > 2 * split_bytes:
+        stem, compression = _compression_of(path, source_compression)
+        fmt = _format_of(path, source_format, stem)
+        info = path.stat()
+        size = int(info.st_size)
+        if fmt == "parquet" and split_bytes and size > 2 * split_bytes and not compression:
             pieces.extend(_parquet_pieces(path, uri, conn_id, size, split_bytes))
         else:
-            pieces.append(SourcePiece(uri=uri, conn_id=conn_id, format=fmt, nbytes=size))
+            pieces.append(
+                SourcePiece(
+                    uri=uri,
+                    conn_id=conn_id,
+                    format=fmt,
+                    nbytes=size,
+                    compression=compression,
+                    version=_version_of(info),
+                )
+            )
     return pieces
+
+
+def listing_fingerprint(pieces: Iterable[SourcePiece]) -> str:
+    """A digest of a source listing (names, sizes, content versions, row groups): equal
+    fingerprints mean the same files, unchanged."""
+    text = json.dumps([p.to_dict() for p in pieces], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _parquet_pieces(
@@ -235,6 +303,7 @@ def _parquet_pieces(
                     row_groups=tuple(g[0] for g in current),
                     nbytes=max(1, size * compressed // total_compressed),
                     rows=sum(g[1] for g in current),
+                    version=_version_of(path.stat()),
                 )
             )
             current.clear()
@@ -260,11 +329,12 @@ def read_piece(
     schema: pa.Schema | None = None,
     source_callable: SourceCallable | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    csv_options: CsvOptions | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``piece`` as record batches, streamed (never the whole file at once).
 
-    ``schema`` (the target table's Arrow schema) gives CSV and JSON lines their column
-    types; columns absent from it are parsed by inference.
+    ``schema`` (the target table's Arrow schema, its fields named as in the source) gives
+    CSV and JSON lines their column types; columns absent from it are parsed by inference.
     """
     if piece.part is not None:
         if source_callable is None:
@@ -272,11 +342,14 @@ def read_piece(
         yield from _as_batches(source_callable(piece.part, piece.parts or 1))
         return
     path = _storage_path(piece.uri, piece.conn_id)
-    with path.open("rb") as fh:
+    with path.open("rb") as raw:
+        fh = pa.CompressedInputStream(raw, piece.compression) if piece.compression else raw
         if piece.format == "parquet":
             yield from _read_parquet(fh, piece.row_groups, batch_rows)
+        elif piece.format == "orc":
+            yield from _read_orc(fh)
         elif piece.format == "csv":
-            yield from _read_csv(fh, schema, batch_rows)
+            yield from _read_csv(fh, schema, batch_rows, csv_options or CsvOptions())
         elif piece.format == "jsonl":
             yield from _read_jsonl(fh, schema, batch_rows)
         else:
@@ -297,6 +370,60 @@ def keep_table_columns(
     for batch in batches:
         keep = [i for i, name in enumerate(batch.schema.names) if name.lower() in wanted]
         yield batch if len(keep) == batch.num_columns else batch.select(keep)
+
+
+def rename_columns(
+    batches: Iterable[pa.RecordBatch], mapping: dict[str, str]
+) -> Iterator[pa.RecordBatch]:
+    """Rename the columns of each batch as ``mapping`` (source column -> table column)
+    says, source names matched ignoring case; other columns keep their names."""
+    lowered = {k.lower(): v for k, v in mapping.items()}
+    for batch in batches:
+        names = [lowered.get(n.lower(), n) for n in batch.schema.names]
+        yield batch if names == batch.schema.names else batch.rename_columns(names)
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How CSV files are read (the ``csv_options`` of a load, a dict of these keys).
+
+    :param delimiter: the field separator.
+    :param quote_char: the quoting character, or False for no quoting.
+    :param escape_char: the escape character inside fields, or False for none.
+    :param null_values: the strings that mean NULL (an empty field by default).
+    :param header: whether the first row (after ``skip_rows``) names the columns; without
+        one, ``column_names`` name them, or the table's columns in order.
+    :param column_names: the column names of a file without a header.
+    :param skip_rows: rows to skip at the start of each file, before the header.
+    :param encoding: the text encoding of the files.
+    """
+
+    delimiter: str = ","
+    quote_char: str | bool = '"'
+    escape_char: str | bool = False
+    null_values: tuple[str, ...] = ("",)
+    header: bool = True
+    column_names: tuple[str, ...] | None = None
+    skip_rows: int = 0
+    encoding: str = "utf8"
+
+    @classmethod
+    def of(cls, value: CsvOptions | dict[str, Any] | None) -> CsvOptions:
+        """Accept the options or their dict form; unknown keys are an error naming them."""
+        if value is None or isinstance(value, CsvOptions):
+            return value or cls()
+        unknown = set(value) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"unknown csv_options {sorted(unknown)}; use {sorted(cls.__dataclass_fields__)}"
+            )
+        data = dict(value)
+        if isinstance(data.get("null_values"), str):
+            data["null_values"] = (data["null_values"],)
+        for key in ("null_values", "column_names"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
 
 
 # -- the source options of the operators that load data ---------------------------------
@@ -320,9 +447,14 @@ def _files_of(
     *,
     split_bytes: int | None = None,
     allow_empty: bool = False,
+    source_compression: str | None = None,
 ) -> list[SourcePiece]:
     pieces = list_source_pieces(
-        source, conn_id=conn_id, source_format=source_format, split_bytes=split_bytes
+        source,
+        conn_id=conn_id,
+        source_format=source_format,
+        split_bytes=split_bytes,
+        source_compression=source_compression,
     )
     if not pieces and not allow_empty:
         raise AirflowFailException(f"no source files found in {source!r}")
@@ -335,12 +467,13 @@ def source_pieces_for(
     source_format: str | None,
     source_callable: SourceCallable | None,
     source_parts: int | None,
+    source_compression: str | None = None,
 ) -> list[SourcePiece]:
     """The pieces of an operator's source: files, or the parts of a callable."""
     _check_choice(source is not None, source_callable is not None)
     if source_callable is not None:
         return callable_pieces(source_parts or 1)
-    return _files_of(source, source_conn_id, source_format)
+    return _files_of(source, source_conn_id, source_format, source_compression=source_compression)
 
 
 @dataclass(frozen=True)
@@ -369,6 +502,14 @@ class LoadSource(OperatorOptions):
     :param ignore_extra_columns: drop source columns the table does not have instead of
         failing.
     :param batch_rows: rows per batch read from files.
+    :param source_compression: the stream compression of CSV and JSON lines files
+        (``"gzip"``, ``"bz2"``, ``"zstd"``, or ``"none"``); by default taken from each
+        file's suffix (``.gz``, ``.bz2``, ``.zst``).
+    :param csv_options: how CSV files are read, a dict of ``CsvOptions``' fields
+        (delimiter, quote_char, escape_char, null_values, header, column_names, skip_rows,
+        encoding).
+    :param column_mapping: source column -> table column, for sources whose column names
+        differ from the table's.
     """
 
     source: str | Sequence[str] | None = option(None, templated=True)
@@ -378,6 +519,9 @@ class LoadSource(OperatorOptions):
     source_parts: int | None = None
     ignore_extra_columns: bool = False
     batch_rows: int = DEFAULT_BATCH_ROWS
+    source_compression: str | None = None
+    csv_options: dict[str, Any] | None = None
+    column_mapping: dict[str, str] | None = None
 
     @property
     def parts(self) -> int | None:
@@ -396,6 +540,7 @@ class LoadSource(OperatorOptions):
             self.source_format,
             self.source_callable,
             self.source_parts,
+            self.source_compression,
         )
 
     def plan_pieces(self, *, split_bytes: int, allow_empty: bool = False) -> list[SourcePiece]:
@@ -413,16 +558,28 @@ class LoadSource(OperatorOptions):
             self.source_format,
             split_bytes=split_bytes,
             allow_empty=allow_empty,
+            source_compression=self.source_compression,
         )
 
     def read(self, pieces: Iterable[SourcePiece], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        """The rows of ``pieces`` for a table of Arrow ``schema``, streamed."""
+        """The rows of ``pieces`` for a table of Arrow ``schema``, streamed: read with the
+        table's types (under the source's column names), renamed by ``column_mapping``,
+        and without the columns the table lacks if ``ignore_extra_columns``."""
+        mapping = self.column_mapping or {}
+        back = {v.lower(): k for k, v in mapping.items()}
+        source_schema = pa.schema([f.with_name(back.get(f.name.lower(), f.name)) for f in schema])
+        options = CsvOptions.of(self.csv_options)
+        if not options.header and options.column_names is None:
+            options = replace(options, column_names=tuple(source_schema.names))
         batches = read_pieces(
             pieces,
-            schema=schema,
+            schema=source_schema,
             source_callable=self.source_callable,
             batch_rows=self.batch_rows,
+            csv_options=options,
         )
+        if mapping:
+            batches = rename_columns(batches, mapping)
         return keep_table_columns(batches, schema) if self.ignore_extra_columns else batches
 
 
@@ -509,18 +666,40 @@ def _column_types(schema: pa.Schema | None) -> dict[str, pa.DataType]:
     return {f.name: f.type for f in schema if any(check(f.type) for check in simple)}
 
 
-def _read_csv(fh: Any, schema: pa.Schema | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _read_csv(
+    fh: Any, schema: pa.Schema | None, batch_rows: int, options: CsvOptions
+) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pcsv
 
     reader = pcsv.open_csv(
         fh,
-        read_options=pcsv.ReadOptions(block_size=max(1 << 20, batch_rows * 64)),
-        # An empty field is NULL, as with the MaxCompute CLI's default null indicator.
+        read_options=pcsv.ReadOptions(
+            block_size=max(1 << 20, batch_rows * 64),
+            skip_rows=options.skip_rows,
+            column_names=None if options.header else list(options.column_names or ()),
+            encoding=options.encoding,
+        ),
+        parse_options=pcsv.ParseOptions(
+            delimiter=options.delimiter,
+            quote_char=options.quote_char,
+            escape_char=options.escape_char,
+        ),
+        # By default an empty field is NULL, as with the MaxCompute CLI's null indicator.
         convert_options=pcsv.ConvertOptions(
-            column_types=_column_types(schema), strings_can_be_null=True
+            column_types=_column_types(schema),
+            null_values=list(options.null_values),
+            strings_can_be_null=True,
         ),
     )
     yield from reader
+
+
+def _read_orc(fh: Any) -> Iterator[pa.RecordBatch]:
+    import pyarrow.orc as orc
+
+    orc_file = orc.ORCFile(fh)
+    for stripe in range(orc_file.nstripes):
+        yield orc_file.read_stripe(stripe)
 
 
 def _read_jsonl(fh: Any, schema: pa.Schema | None, batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -59,7 +59,16 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
         already appended.
     :param source_parts: the number of parts (pieces) the callable is called for (1 by
         default).
+    :param ignore_extra_columns: drop source columns the table does not have instead of
+        failing.
     :param batch_rows: rows per batch read from files.
+    :param source_compression: the stream compression of CSV and JSON lines files
+        (``"gzip"``, ``"bz2"``, ``"zstd"`` or ``"none"``); by default taken from each file's
+        suffix (``.gz``, ``.bz2``, ``.zst``).
+    :param csv_options: how CSV files are read: a dict with any of ``delimiter``,
+        ``quote_char``, ``escape_char``, ``null_values``, ``header``, ``column_names``,
+        ``skip_rows``, ``encoding`` (see ``CsvOptions``).
+    :param column_mapping: source column -> table column, where the names differ.
     :param create_partition: create the partition if it does not exist.
     :param compression: compress bodies (``"zlib"``, ``"zstd"``, ``"lz4"``, ``"snappy"``)
         (templated).
@@ -85,7 +94,11 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
         source_format: str | None = None,
         source_callable: SourceCallable | None = None,
         source_parts: int | None = None,
+        ignore_extra_columns: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        source_compression: str | None = None,
+        csv_options: dict[str, Any] | None = None,
+        column_mapping: dict[str, str] | None = None,
         create_partition: bool = False,
         compression: str | None = None,
         progress_interval: float = 10.0,
@@ -105,6 +118,10 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
             compression=compression,
             **kwargs,
         )
+        self.ignore_extra_columns = ignore_extra_columns
+        self.source_compression = source_compression
+        self.csv_options = csv_options
+        self.column_mapping = column_mapping
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -122,6 +139,7 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
             self.log,
             f"stream upload into {ref.target}",
             total_units=len(pieces),
+            unit="pieces",
             interval=self.progress_interval,
         )
         for piece in pieces:

@@ -30,6 +30,11 @@ from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
 from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
 from airflow_provider_odps_tunnel.operators.ledger import TaskState
+from airflow_provider_odps_tunnel.operators.lineage import (
+    LineageDataset,
+    OdpsLineageMixin,
+    record_output,
+)
 from airflow_provider_odps_tunnel.operators.planning import (
     DEFAULT_BLOCK_BYTES,
     BlockPlan,
@@ -67,8 +72,10 @@ class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOp
 
     A retry of this task reattaches to the session its earlier try opened (remembered in
     the task state store) as long as the service still reports it ``normal``; otherwise,
-    or if the target changed, it opens a new session. The table options are described in
-    ``TableOptions`` (``operators.table_options``).
+    or if the target changed, it opens a new session. A task cleared after its session was
+    committed fails rather than load the rows twice, unless ``overwrite`` (the load
+    replaces the data, so running it again is harmless) or ``force_rerun``. The table
+    options are described in ``TableOptions`` (``operators.table_options``).
 
     :param table: the table, ``table``, ``project.table`` or ``project.schema.table``
         (templated).
@@ -79,6 +86,9 @@ class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOp
     :param compression: compress block bodies: ``"zlib"``, ``"zstd"``, ``"lz4"``,
         ``"snappy"`` or None (templated).
     :param tags: tags of the session, for the service's audit logs (templated).
+    :param force_rerun: when the task is cleared after its session was committed, open a
+        new session and append the rows again (without ``overwrite`` the task fails
+        instead, since the rows are already in the table).
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection (templated).
     :param project: a project overriding the connection's (templated).
     """
@@ -98,6 +108,7 @@ class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOp
         create_partition: bool = False,
         compression: str | None = None,
         tags: str | list[str] | None = None,
+        force_rerun: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -109,19 +120,25 @@ class OdpsCreateUploadSessionOperator(TableMixin, UploadSessionMixin, OdpsBaseOp
             tags=tags,
             **kwargs,
         )
+        self.force_rerun = force_rerun
 
     def execute(self, context: Any) -> dict[str, Any]:
         ref = open_or_reattach_upload(
-            self.hook, TaskState.of(context), self.log, TableOptions.of(self)
+            self.hook,
+            TaskState.of(context),
+            self.log,
+            TableOptions.of(self),
+            force_rerun=self.force_rerun,
         )
         return ref.to_dict()
 
 
-class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
+class OdpsPlanUploadOperator(OdpsLineageMixin, FileSourceMixin, BaseOperator):
     """Cut the source into blocks and the blocks into writer tasks; returns the list of
     keyword arguments for ``OdpsWriteBlocksOperator.partial(...).expand_kwargs(...)``.
 
-    Each element is ``{"blocks": [{"block_id": n, "pieces": [...]}, ...]}``: references to
+    Each element is ``{"blocks": [{"block_id": n, "pieces": [...]}, ...], "plan_blocks": N}``
+    (``N`` the blocks of the whole plan, so a writer's log names its share): references to
     files (or callable parts), never data. Blocks hold at least ``block_size`` bytes of
     source where the data allows, ids stay within ``first_block_id .. 19999``, and there are
     at most ``max_writers`` writers (never more than Airflow's ``[core] max_map_length``).
@@ -187,7 +204,9 @@ class OdpsPlanUploadOperator(FileSourceMixin, BaseOperator):
             sum(b.nbytes for b in blocks),
             len(writers),
         )
-        return [{"blocks": [b.to_dict() for b in work]} for work in writers]
+        return [
+            {"blocks": [b.to_dict() for b in work], "plan_blocks": len(blocks)} for work in writers
+        ]
 
 
 class OdpsWriteBlocksOperator(OdpsBaseOperator):
@@ -204,6 +223,8 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         (templated; pass ``create.output``).
     :param blocks: this writer's blocks, from ``OdpsPlanUploadOperator`` (templated;
         normally supplied by ``expand_kwargs(plan.output)``).
+    :param plan_blocks: the number of blocks in the whole plan, so that progress lines name
+        this writer's share (``block 3 of 16``); supplied by the plan.
     :param source_callable: the callable for plans made with ``source_parts``, called as
         ``source_callable(part, parts)`` and yielding Arrow batches or tables or DataFrames;
         it must give the same rows for a part every time, since a retry calls it again.
@@ -223,6 +244,7 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         *,
         session: dict[str, Any] | Any,
         blocks: list[dict[str, Any]] | Any,
+        plan_blocks: int | None = None,
         source_callable: SourceCallable | None = None,
         ignore_extra_columns: bool = False,
         threads: int = 1,
@@ -233,6 +255,7 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         super().__init__(**kwargs)
         self.session = session
         self.blocks = blocks
+        self.plan_blocks = plan_blocks
         self.source_callable = source_callable
         self.ignore_extra_columns = ignore_extra_columns
         self.threads = threads
@@ -251,13 +274,31 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
             sources=LoadSource.of(self),
             threads=self.threads,
             progress_interval=self.progress_interval,
+            plan_blocks=self.plan_blocks,
         )
-        return {
+        written = {
             "session_id": ref.session_id,
             "rows": sum(r["rows"] for r in results),
             "bytes": sum(r["bytes"] for r in results),
             "blocks": results,
         }
+        # Lineage: the rows this writer sent into the (not yet committed) session.
+        record_output(
+            self,
+            LineageDataset(
+                table=ref.table,
+                partition=ref.partition,
+                rows=written["rows"],
+                nbytes=written["bytes"],
+                upload=ref,
+            ),
+        )
+        return written
+
+    def lineage_source_uris(self) -> list[str]:
+        """The files of this writer's blocks (its OpenLineage inputs)."""
+        pieces = (p for b in self.blocks for p in BlockPlan.of(b).pieces)
+        return list(dict.fromkeys(p.uri for p in pieces if p.uri))
 
 
 class OdpsCommitUploadOperator(OdpsBaseOperator):
@@ -302,7 +343,7 @@ class OdpsCommitUploadOperator(OdpsBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         ref = SessionRef.of(self.session)
-        written = [w for w in (self.written or []) if w]
+        written = [w for w in _all_items(self.written) if w]
         reported = {int(b["block_id"]): b for w in written for b in w["blocks"]}
         if self.plan is not None:
             planned = [int(b["block_id"]) for work in self.plan for b in work["blocks"]]
@@ -313,8 +354,8 @@ class OdpsCommitUploadOperator(OdpsBaseOperator):
             planned = sorted(reported)
         else:
             raise AirflowFailException("give the plan or the writers' results to commit")
-        committed = commit_planned_upload(self.hook, ref, planned, self.log)
         rows = sum(int(reported[b]["rows"]) for b in planned if b in reported)
+        committed = commit_planned_upload(self.hook, ref, planned, self.log, rows=rows)
         result = {
             "table": ref.table,
             "partition": ref.partition,
@@ -323,8 +364,18 @@ class OdpsCommitUploadOperator(OdpsBaseOperator):
             "rows": rows,
             "committed": committed,
         }
-        report_table_write(context, self, ref.table, ref.partition, ref.session_id, rows)
-        self.log.info(
-            "Upload to %s committed: %d rows in %d blocks", ref.target, rows, len(planned)
-        )
+        nbytes = sum(int(reported[b].get("bytes", 0)) for b in planned if b in reported)
+        report_table_write(context, self, ref.table, ref.partition, ref.session_id, rows, nbytes)
         return result
+
+
+def _all_items(values: Sequence[Any] | None) -> list[Any]:
+    """Every item of ``values`` in one read.
+
+    The results of mapped writers arrive as Airflow's lazy XCom sequence. Iterating it asks
+    for one item after another until a request past the end fails, and the API server logs
+    that miss (``XCom not found ... offset=N``) as an error; a slice is one request for all.
+    """
+    if values is None:
+        return []
+    return list(values[:])

@@ -57,9 +57,19 @@ def open_upload(hook: OdpsTunnelHook, target: TableOptions) -> SessionRef:
 
 
 def open_or_reattach_upload(
-    hook: OdpsTunnelHook, state: TaskState, log: Any, target: TableOptions
+    hook: OdpsTunnelHook,
+    state: TaskState,
+    log: Any,
+    target: TableOptions,
+    *,
+    force_rerun: bool = False,
 ) -> SessionRef:
-    """The upload session of this task: the remembered one if still open, else a new one."""
+    """The upload session of this task: the remembered one if still open, else a new one.
+
+    A remembered session that was committed means this task instance ran to the end before
+    and was cleared. Appending again would load the rows a second time, so unless
+    ``force_rerun`` (or ``overwrite``, which replaces the data) the task fails and says so.
+    """
     stored = state.get(SESSION_KEY)
     if isinstance(stored, dict) and target.matches(hook, stored, upload=True):
         ref = SessionRef.of(stored)
@@ -67,6 +77,13 @@ def open_or_reattach_upload(
         if status == "normal":
             log.info("Reattaching to upload session %s opened by an earlier try", ref.session_id)
             return ref
+        if status in ("closed", "committed") and not (target.overwrite or force_rerun):
+            raise AirflowFailException(
+                f"upload session {ref.session_id} of an earlier run of this task was committed "
+                f"into {ref.target}; loading again would append the same rows twice. Use "
+                "overwrite=True to replace the data on every run, or force_rerun=True to "
+                "append again"
+            )
         log.info(
             "Upload session %s of an earlier try is %s; opening a new one", ref.session_id, status
         )
@@ -104,11 +121,13 @@ def write_planned_blocks(
     sources: LoadSource,
     threads: int = 1,
     progress_interval: float = 10.0,
+    plan_blocks: int | None = None,
 ) -> list[dict[str, Any]]:
     """Write every block of ``blocks`` that is not already written; one result per block.
 
     The blocks' pieces are read as ``sources`` says (its callable, batch size and column
-    handling).
+    handling). ``plan_blocks``, the number of blocks in the whole plan, lets the progress
+    lines name this call's share (``block 3 of 16``) when ``blocks`` is one writer's part.
 
     A result is ``{"block_id", "rows", "bytes", "digest", "skipped"}``; ``skipped`` says the
     block was written by an earlier try and not sent again. Blocks finished before a
@@ -120,9 +139,10 @@ def write_planned_blocks(
     known_rows = [b.rows for b in blocks]
     progress = TransferProgress(
         log,
-        f"upload to {ref.target}",
+        f"{_share(blocks, plan_blocks)} of the upload to {ref.target}",
         total_rows=None if None in known_rows else sum(known_rows),
-        total_units=len(blocks),
+        total_units=len(blocks) if len(blocks) > 1 else None,
+        unit="blocks",
         interval=progress_interval,
     )
     results: dict[int, dict[str, Any]] = {}
@@ -169,6 +189,20 @@ def write_planned_blocks(
     return [results[b.block_id] for b in blocks]
 
 
+def _share(blocks: Sequence[BlockPlan], plan_blocks: int | None) -> str:
+    """Which blocks a writer holds, for its progress lines: ``block 3 of 16``, ``blocks
+    3-5 (3 of 16)``, or without the plan's size ``blocks 3-5``."""
+    ids = [b.block_id for b in blocks]
+    of = f" of {plan_blocks}" if plan_blocks else ""
+    if not ids:
+        return "no blocks"
+    if len(ids) == 1:
+        return f"block {ids[0]}{of}"
+    if plan_blocks and len(ids) != plan_blocks:
+        return f"blocks {_ids(ids)} ({len(ids)}{of})"
+    return f"blocks {_ids(ids)}"
+
+
 def _run(
     blocks: Sequence[BlockPlan],
     write: Callable[[BlockPlan], dict[str, Any]],
@@ -205,9 +239,12 @@ def commit_planned_upload(
     ref: SessionRef,
     planned_blocks: Sequence[int],
     log: Any,
+    *,
+    rows: int | None = None,
 ) -> bool:
     """Commit the session with exactly ``planned_blocks``; True if this call committed it,
     False if it was already committed (by an earlier try, or a commit whose answer was lost).
+    Logs the one summary line of the load (with ``rows``, the rows written, when given).
 
     A block list that differs from the plan, or a session that expired, fails the task
     without retries: no retry of the commit can repair either.
@@ -235,14 +272,15 @@ def commit_planned_upload(
         ) from exc
     except tunnel_errors.SessionStateError as exc:
         raise AirflowFailException(str(exc)) from exc
-    if already:
-        log.info(
-            "Upload session %s is committed with the %d planned blocks",
-            ref.session_id,
-            len(planned),
-        )
-    else:
-        log.info("Committed upload session %s: %d blocks", ref.session_id, len(planned))
+    counted = f"{rows:,} rows in " if rows is not None else ""
+    log.info(
+        "%s %s: %s%d blocks, upload session %s",
+        "Already committed by an earlier try:" if already else "Committed",
+        ref.target,
+        counted,
+        len(planned),
+        ref.session_id,
+    )
     return not already
 
 

@@ -16,6 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
+
 from airflow_provider_odps_tunnel.hooks.session_ref import SessionRef
 from airflow_provider_odps_tunnel.operators.assets import default_outlets, report_table_write
 from airflow_provider_odps_tunnel.operators.base import OdpsBaseOperator
@@ -65,7 +67,16 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         last piece flushed.
     :param source_parts: the number of parts (pieces) the callable is called for (1 by
         default).
+    :param ignore_extra_columns: drop source columns the table does not have instead of
+        failing. The ``delete_column`` is kept.
     :param batch_rows: rows per batch read from files.
+    :param source_compression: the stream compression of CSV and JSON lines files
+        (``"gzip"``, ``"bz2"``, ``"zstd"`` or ``"none"``); by default taken from each file's
+        suffix (``.gz``, ``.bz2``, ``.zst``).
+    :param csv_options: how CSV files are read: a dict with any of ``delimiter``,
+        ``quote_char``, ``escape_char``, ``null_values``, ``header``, ``column_names``,
+        ``skip_rows``, ``encoding`` (see ``CsvOptions``).
+    :param column_mapping: source column -> table column, where the names differ.
     :param delete_column: a boolean source column; rows where it is true are deleted by
         primary key instead of upserted (the column is not written).
     :param commit_timeout: seconds to wait for the commit to complete.
@@ -95,7 +106,11 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         source_format: str | None = None,
         source_callable: SourceCallable | None = None,
         source_parts: int | None = None,
+        ignore_extra_columns: bool = False,
         batch_rows: int = DEFAULT_BATCH_ROWS,
+        source_compression: str | None = None,
+        csv_options: dict[str, Any] | None = None,
+        column_mapping: dict[str, str] | None = None,
         delete_column: str | None = None,
         commit_timeout: float = 120,
         slot_num: int = 1,
@@ -121,6 +136,10 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         self.commit_timeout = commit_timeout
         self.slot_num = slot_num
         self.lifecycle = lifecycle
+        self.ignore_extra_columns = ignore_extra_columns
+        self.source_compression = source_compression
+        self.csv_options = csv_options
+        self.column_mapping = column_mapping
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -142,10 +161,12 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         progress_record["committed"] = True
         state.set(_STATE_KEY, progress_record)
         self.log.info(
-            "Committed upsert session %s: %d rows upserted, %d deleted",
-            ref.session_id,
+            "Committed upsert into %s: %d rows upserted, %d deleted from %d pieces, session %s",
+            ref.target,
             progress_record["upserted"],
             progress_record["deleted"],
+            len(pieces),
+            ref.session_id,
         )
         return self._finish(context, progress_record)
 
@@ -205,11 +226,15 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
             self.log,
             f"upsert into {ref.target}",
             total_units=len(pieces),
+            unit="pieces",
             interval=self.progress_interval,
         )
         progress.units = done
         stream = session.open_upsert_stream(compress=bool(self.compression))
         arrow_schema = self.hook.arrow_schema(session)
+        if self.delete_column and self.delete_column not in arrow_schema.names:
+            # read (and keep) the delete flag with the table's columns
+            arrow_schema = arrow_schema.append(pa.field(self.delete_column, pa.bool_()))
         for index in range(done, len(pieces)):
             upserted, deleted = self.hook.upsert_batches(
                 stream,
@@ -225,8 +250,7 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
             )
             state.set(_STATE_KEY, record)
             progress.unit_done(upserted + deleted, 0)
-        stream.close()
-        progress.finish()
+        stream.close()  # the commit logs the summary line
 
     def _finish(self, context: Any, record: dict[str, Any]) -> dict[str, Any]:
         ref = SessionRef.of(record["session"])

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger
 
 from airflow_provider_odps_tunnel.hooks.tunnel import OdpsTunnelHook
@@ -68,7 +68,16 @@ class OdpsBaseSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        """Resume after the trigger fired: return its result, or fail with its message."""
-        if event.get("status") != "success":
-            raise AirflowException(f"{self.task_id}: {event.get('message', event)}")
-        return {k: v for k, v in event.items() if k != "status"}
+        """Resume after the trigger fired: return its result, or fail with its message.
+
+        ``failed`` (the watched thing reached a failure state) fails the task without
+        retry, as ``poke`` does; ``error`` (the check itself broke, e.g. the service was
+        unreachable) fails this try, and the task retries if it has retries left.
+        """
+        status = event.get("status")
+        if status == "success":
+            return {k: v for k, v in event.items() if k != "status"}
+        message = f"{self.task_id}: {event.get('message', event)}"
+        if status == "failed":
+            raise AirflowFailException(message)
+        raise AirflowException(message)

@@ -105,12 +105,13 @@ class OdpsPartitionTrigger(_PollingTrigger):
 
 
 class OdpsSessionStateTrigger(_PollingTrigger):
-    """Fires when a tunnel session reaches one of ``target_states`` (success) or one of
-    ``failure_states`` (error).
+    """Fires when a tunnel session reaches one of ``target_states`` (``success``) or one of
+    ``failure_states`` (``failed``: the sensor fails without retry, as its poke does). An
+    error while checking fires ``error``, which the task may retry.
 
     :param session: the session reference (the dict form of a ``SessionRef``).
     :param target_states: lower-case states that end the wait successfully.
-    :param failure_states: lower-case states that end it with an error.
+    :param failure_states: lower-case states that end it as failed.
     :param poll_interval: seconds between checks.
     :param odps_tunnel_conn_id: the ``odps_tunnel`` connection.
     :param project: a project overriding the connection's.
@@ -145,9 +146,11 @@ class OdpsSessionStateTrigger(_PollingTrigger):
         )
 
     def check(self, hook: OdpsTunnelHook) -> dict[str, Any] | None:
-        status = hook.session_status(SessionRef.of(self.session))
+        ref = SessionRef.of(self.session)
+        status = hook.session_status(ref)
         if status in self.target_states:
             return {"status": "success", "state": status}
         if status in self.failure_states:
-            return {"status": "error", "state": status, "message": f"session is {status}"}
+            message = f"{ref.kind} session {ref.session_id} is {status}"
+            return {"status": "failed", "state": status, "message": message}
         return None

@@ -5,7 +5,11 @@
 ``Location`` the service answers. The instance is polled with ``GET .../instances/{id}``
 (``<Status>``: ``Running``, ``Suspended``, ``Terminated``), its tasks with ``?taskstatus``
 and, when one failed, its error text with ``?result``. A query's rows are read through the
-instance tunnel (:class:`~.instance_tunnel.InstanceTunnel`).
+instance tunnel (:class:`~.instance_tunnel.InstanceTunnel`). ``PUT .../instances/{id}`` with
+``<Instance><Status>Terminated</Status></Instance>`` stops a running instance, and the
+LogView address is built as pyodps builds its legacy one: the host the service names
+(``GET /logview/host``), a bearer token it signs for reading this one instance
+(``POST .../authorization?sign_bearer_token``), and the endpoint, project and instance id.
 
 Submission is not retried after a request was sent (a second POST would run the SQL
 twice); throttling and connection failures before sending are, by the rest layer.
@@ -18,11 +22,14 @@ import logging
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from .codec.datetimes import system_zone_name
 from .errors import TaskFailed, TunnelError, TunnelTimeoutError
 from .instance_tunnel import InstanceTunnel
+from .options import options
 from .sessions.instance_download import InstanceDownloadSession
 from .sessions.table_download import OnException
 from .transport.resources import instance_resource, project_resource
@@ -31,12 +38,23 @@ from .transport.retry import INSTANCE_POLL, Backoff, poll
 if TYPE_CHECKING:
     from .transport.connection import Connection
 
-__all__ = ["Instance", "SQLTaskError", "run_sql", "execute_sql", "build_sql_job"]
+__all__ = [
+    "Instance",
+    "SQLTaskError",
+    "run_sql",
+    "execute_sql",
+    "build_sql_job",
+    "logview_host",
+]
 
 log = logging.getLogger(__name__)
 
 RUNNING, SUSPENDED, TERMINATED = "Running", "Suspended", "Terminated"
 TASK_SUCCESS = "Success"
+#: The LogView host pyodps falls back to when the service names none.
+DEFAULT_LOGVIEW_HOST = "http://logview.aliyun.com"
+#: How long a LogView token lets its holder read the instance (pyodps's default).
+LOGVIEW_HOURS = 24 * 30
 #: First pause between two status polls, and the longest (seconds); doubled each poll.
 POLL_INTERVAL = INSTANCE_POLL.first
 POLL_MAX_INTERVAL = INSTANCE_POLL.cap or INSTANCE_POLL.first
@@ -74,6 +92,32 @@ def _cdata(text: str) -> str:
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
+#: The job setting that names the zone of a job's DATETIME literals and conversions.
+SQL_TIMEZONE = "odps.sql.timezone"
+
+
+def sql_timezone_setting(local_timezone: str | bool | Any | None) -> str | None:
+    """The ``odps.sql.timezone`` a job is sent with, for ``options.local_timezone``, as
+    pyodps sends it: nothing when unset (the project's zone applies: the service's default
+    is Asia/Shanghai), ``Etc/GMT`` for ``False``, the process's zone for ``True``, the
+    name given, or a ``tzinfo``'s key."""
+    if local_timezone is None:
+        return None
+    if local_timezone is False or local_timezone == "":
+        return "Etc/GMT"
+    if local_timezone is True:
+        return system_zone_name()
+    if isinstance(local_timezone, str):
+        return local_timezone
+    return getattr(local_timezone, "key", None)
+
+
+def client_sql_timezone() -> str:
+    """The ``odps.sql.timezone`` of the zone this client reads datetimes in: the one
+    ``options.local_timezone`` names, else the process's zone (UTC when it has no name)."""
+    return sql_timezone_setting(options.local_timezone) or system_zone_name() or "UTC"
+
+
 def build_sql_job(
     sql: str,
     hints: Mapping[str, Any] | None = None,
@@ -83,7 +127,8 @@ def build_sql_job(
     """The submission body of a job with one SQL task: ``<Instance><Job>...``.
 
     ``hints`` become the task's ``settings`` property (a JSON object of strings, booleans
-    spelled ``true``/``false``); the
+    spelled ``true``/``false``), after the time zone of ``options.local_timezone``
+    (:func:`sql_timezone_setting`); the
     query gets a final ``;`` when it has none, as the service's own clients send it.
     """
     query = sql.strip()
@@ -91,10 +136,14 @@ def build_sql_job(
         raise ValueError("the SQL text is empty")
     if not query.endswith(";"):
         query += ";"
-    settings = {
-        str(k): ("true" if v else "false") if isinstance(v, bool) else str(v)
+    settings = {}
+    zone = sql_timezone_setting(options.local_timezone)
+    if zone is not None:
+        settings[SQL_TIMEZONE] = zone
+    settings.update(
+        (str(k), ("true" if v else "false") if isinstance(v, bool) else str(v))
         for k, v in (hints or {}).items()
-    }
+    )
     properties = (
         ("settings", json.dumps(settings)),
         ("uuid", str(uuid.uuid4())),
@@ -238,6 +287,65 @@ class Instance:
             task_name=name,
         )
 
+    # -- stopping and LogView ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the service to stop this instance (pyodps's ``Instance.stop``).
+
+        A running instance ends ``Terminated`` with its unfinished tasks ``Cancelled``;
+        stopping one that already ended changes nothing. Not retried after it was sent:
+        the request is harmless to repeat, but the caller decides (``on_kill`` sends it
+        once).
+        """
+        body = b'<?xml version="1.0" encoding="utf-8"?><Instance><Status>Terminated</Status></Instance>'
+        self._odps.rest.request(
+            "PUT",
+            instance_resource(self.project, self.id),
+            data=body,
+            headers={"Content-Type": "application/xml"},
+            context={"session_id": self.id},
+        )
+        log.info("asked the service to stop instance %s", self.id)
+
+    def get_logview_token(self, hours: int = LOGVIEW_HOURS) -> str:
+        """A bearer token the service signs for reading this instance for ``hours``."""
+        policy = {
+            "Statement": [
+                {
+                    "Action": ["odps:Read"],
+                    "Effect": "Allow",
+                    "Resource": f"acs:odps:*:projects/{self.project}/instances/{self.id}",
+                }
+            ],
+            "Version": "1",
+        }
+        resp = self._odps.rest.request(
+            "POST",
+            project_resource(self.project) + "/authorization",
+            params={"sign_bearer_token": ""},
+            data=json.dumps({"expires_in_hours": hours, "policy": policy}).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+            context={"session_id": self.id},
+        )
+        token = (_xml(resp.content, "for a LogView token").findtext("Result") or "").strip()
+        if not token:
+            raise TunnelError(f"the service signed no LogView token for instance {self.id}")
+        return token
+
+    def get_logview_address(self, hours: int = LOGVIEW_HOURS) -> str:
+        """The instance's LogView page, in the form pyodps's ``get_logview_address`` gives:
+        ``<host>/logview/?h=<endpoint>&p=<project>&i=<id>&token=<token>``."""
+        query = urlencode(
+            {
+                "h": self._odps.endpoint,
+                "p": self.project,
+                "i": self.id,
+                "token": self.get_logview_token(hours),
+            },
+            safe=":/",
+        )
+        return f"{logview_host(self._odps)}/logview/?{query}"
+
     # -- results -------------------------------------------------------------------------
 
     def open_download_session(
@@ -312,6 +420,17 @@ class Instance:
             )
         reader.session = session
         return reader
+
+
+def logview_host(odps: Connection) -> str:
+    """The LogView host the service names (``GET /logview/host``), or pyodps's default when
+    it names none or the request fails (LogView is a convenience, never a reason to fail)."""
+    try:
+        host = odps.rest.request("GET", "/logview/host", retry=False).text.strip()
+    except (TunnelError, OSError) as exc:
+        log.info("no LogView host from the service (%s); using %s", exc, DEFAULT_LOGVIEW_HOST)
+        host = ""
+    return (host or DEFAULT_LOGVIEW_HOST).rstrip("/")
 
 
 def run_sql(odps: Connection, sql: str, hints: Mapping[str, Any] | None = None) -> Instance:

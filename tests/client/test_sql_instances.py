@@ -233,14 +233,16 @@ def test_intervals_and_the_sql_time_zone(odps):
 
 def test_datetime_of_year_one_and_zero_through_sql(odps, table_name, caplog):
     name = table_name()
+    utc = {"odps.sql.timezone": "UTC"}  # literals in this client's zone: year 1 stays year 1
     odps.execute_sql(f"CREATE TABLE {name} (id BIGINT, moment DATETIME)")
     odps.execute_sql(
         f"INSERT INTO {name} VALUES (0, DATETIME '0000-01-01 00:00:00'), "
-        "(1, DATETIME '0001-01-01 00:00:00')"
+        "(1, DATETIME '0001-01-01 00:00:00')",
+        hints=utc,
     )
-    one = odps.execute_sql(f"SELECT moment FROM {name} WHERE id = 1")
+    one = odps.execute_sql(f"SELECT moment FROM {name} WHERE id = 1", hints=utc)
     assert _rows(one)[0][0].replace(tzinfo=None) == dt.datetime(1, 1, 1)
-    everything = odps.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id")
+    everything = odps.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id", hints=utc)
     text = everything.get_task_results()["AnonymousSQLTask"]
     assert text.splitlines()[1:] == ["0,0000-01-01 00:00:00", "1,0001-01-01 00:00:00"]
     with everything.open_reader(arrow=True) as reader:  # the whole body arrives
@@ -260,3 +262,40 @@ def test_datetime_of_year_one_and_zero_through_sql(odps, table_name, caplog):
         list(reader)
     assert isinstance(errors.DatetimeOverflowError("x"), OverflowError)
     assert not [r for r in caplog.records if "re-opening" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "local_timezone", [None, False, True, "Asia/Tokyo", ZoneInfo("Europe/Paris")]
+)
+def test_jobs_carry_the_time_zone_setting_pyodps_sends(local_timezone, monkeypatch):
+    """``options.local_timezone`` becomes the job's ``odps.sql.timezone`` exactly as
+    pyodps's does (its ``collect_sql_settings``), so SQL literals mean the same instants
+    for both clients; unset, nothing is sent and the project's zone applies."""
+    from odps.config import option_context
+    from odps.models.tasks.sql import collect_sql_settings
+
+    from airflow_provider_odps_tunnel.tunnel.options import options
+
+    monkeypatch.setattr(options, "local_timezone", local_timezone)
+    with option_context({"local_timezone": local_timezone}):
+        expected = collect_sql_settings({}, glob=True).get("odps.sql.timezone")
+    body = ElementTree.fromstring(build_sql_job("select 1"))
+    settings = json.loads(
+        next(p.findtext("Value") for p in body.iter("Property") if p.findtext("Name") == "settings")
+    )
+    assert settings.get("odps.sql.timezone") == expected
+    assert json.loads(
+        ElementTree.fromstring(build_sql_job("select 1", {"odps.sql.timezone": "UTC"}))
+        .find(".//Property/Value")
+        .text
+    ) == {"odps.sql.timezone": "UTC"}  # a hint wins
+
+
+def test_a_client_zone_gives_literals_its_wall_clock(odps, monkeypatch):
+    from airflow_provider_odps_tunnel.tunnel.options import options
+
+    monkeypatch.setattr(options, "local_timezone", "Asia/Tokyo")
+    instance = odps.execute_sql("SELECT DATETIME '2024-01-01 00:00:00' AS at")
+    # midnight in Tokyo (the zone the job was sent with), read in Tokyo's wall clock; with
+    # no zone sent it would be the project's midnight, 09:00 in Tokyo
+    assert _rows(instance)[0][0] == dt.datetime(2024, 1, 1)

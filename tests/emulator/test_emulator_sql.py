@@ -114,7 +114,8 @@ def test_insert_select_over_10000_rows_through_the_instance_tunnel(odps_entry):
     assert table.schema.field("ts").type == pa.timestamp("ns")  # sent as struct<sec,nano>
     first = table.slice(0, 1).to_pylist()[0]
     assert first["ts"].nanosecond == 789 and first["ts"].microsecond == 123456
-    assert first["at"] == dt.datetime(2024, 1, 1, 8, 0)
+    # 08:00 in the project's zone (Asia/Shanghai, the service's default) read in UTC
+    assert first["at"] == dt.datetime(2024, 1, 1, 0, 0)
     with instance.open_reader(tunnel=True, reopen=True, limit=True) as reader:
         assert reader.count == 10000
     with instance.open_reader(tunnel=True, reopen=True, columns=["label"]) as reader:
@@ -158,7 +159,8 @@ def test_sql_writes_are_read_by_the_tunnel(odps_entry, tunnel, emulator_table):
         assert sorted(list(r.values)[:3] for r in reader) == [[2, "b", None], [3, "it's", None]]
     session = tunnel.create_download_session(table, partition_spec="ds=d1")
     with session.open_record_reader(0, 1) as reader:
-        assert list(next(iter(reader)).values)[:3] == [1, "a", dt.datetime(2024, 5, 1, 10)]
+        # 10:00 in the project's zone (Asia/Shanghai) is 02:00 for this client (UTC)
+        assert list(next(iter(reader)).values)[:3] == [1, "a", dt.datetime(2024, 5, 1, 2)]
     odps_entry.execute_sql(f"TRUNCATE TABLE {table} PARTITION (ds='d2')")
     assert tunnel.create_download_session(table, partition_spec="ds=d2").count == 0
 

@@ -119,7 +119,7 @@ def test_interval_functions_and_literals_have_the_service_types(odps_entry):
             Monthdelta(years=1, months=2),
             -pd.Timedelta(days=2, hours=1),
             Monthdelta(months=40),
-            dt.datetime(2024, 2, 1),
+            local(dt.datetime(2024, 2, 1, tzinfo=SHANGHAI)),  # the project's default zone
             Monthdelta(years=3, months=4),
         ]
     ]
@@ -144,17 +144,19 @@ def test_project_time_zone_is_set_with_setproject_and_hints(zoned_entry, emulato
     utc_midnight = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     shanghai_midnight = dt.datetime(2024, 1, 1, tzinfo=SHANGHAI)
     query = "SELECT DATETIME '2024-01-01 00:00:00' AS at"
-    assert both_readers(entry.execute_sql(query))[0] == [[local(utc_midnight)]]  # default UTC
+    # a project that sets no zone has the service's default, Asia/Shanghai
+    assert both_readers(entry.execute_sql(query))[0] == [[local(shanghai_midnight)]]
 
-    entry.run_security_query("setproject odps.sql.timezone=Asia/Shanghai")
-    assert entry.get_project().get_property("odps.sql.timezone") == "Asia/Shanghai"
+    entry.run_security_query("setproject odps.sql.timezone=UTC")
+    assert entry.get_project().get_property("odps.sql.timezone") == "UTC"
     tunnel_rows, csv_rows = both_readers(entry.execute_sql(query))
-    assert tunnel_rows == [[local(shanghai_midnight)]]  # the instant: epoch millis
+    assert tunnel_rows == [[local(utc_midnight)]]  # the instant: epoch millis
     assert csv_rows == [[dt.datetime(2024, 1, 1)]]  # the text: wall clock in the zone
 
     # The job's setting (pyodps hints) and a SET statement override the project's zone.
-    hinted = entry.execute_sql(query, hints={"odps.sql.timezone": "UTC"})
-    assert both_readers(hinted)[0] == [[local(utc_midnight)]]
+    hinted = entry.execute_sql(query, hints={"odps.sql.timezone": "Asia/Shanghai"})
+    assert both_readers(hinted)[0] == [[local(shanghai_midnight)]]
+    entry.run_security_query("setproject odps.sql.timezone=Asia/Shanghai")
     scripted = entry.execute_sql(f"set odps.sql.timezone=America/New_York; {query}")
     new_york = dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     assert both_readers(scripted)[0] == [[local(new_york)]]
@@ -180,12 +182,14 @@ def test_project_time_zone_is_set_with_setproject_and_hints(zoned_entry, emulato
 
 def test_datetime_of_year_one_and_zero_is_sent_whole(odps_entry, tunnel, antique_dates):
     name = unique("antique")
+    utc = {"odps.sql.timezone": "UTC"}  # literals in this client's zone: year 1 stays year 1
     odps_entry.execute_sql(f"CREATE TABLE {name} (id BIGINT, moment DATETIME)")
     odps_entry.execute_sql(
         f"INSERT INTO {name} VALUES (1, DATETIME '0001-01-01 00:00:00'), "
-        "(2, DATETIME '9999-12-31 23:59:59')"
+        "(2, DATETIME '9999-12-31 23:59:59')",
+        hints=utc,
     )
-    instance = odps_entry.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id")
+    instance = odps_entry.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id", hints=utc)
     expected = [[1, dt.datetime(1, 1, 1)], [2, dt.datetime(9999, 12, 31, 23, 59, 59)]]
     for rows in both_readers(instance):
         assert rows == expected
@@ -193,8 +197,10 @@ def test_datetime_of_year_one_and_zero_is_sent_whole(odps_entry, tunnel, antique
     with download.open_record_reader(0, download.count) as reader:
         assert sorted(list(r.values) for r in reader) == expected
 
-    odps_entry.execute_sql(f"INSERT INTO {name} VALUES (0, DATETIME '0000-01-01 00:00:00')")
-    year_zero = odps_entry.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id")
+    odps_entry.execute_sql(
+        f"INSERT INTO {name} VALUES (0, DATETIME '0000-01-01 00:00:00')", hints=utc
+    )
+    year_zero = odps_entry.execute_sql(f"SELECT id, moment FROM {name} ORDER BY id", hints=utc)
     # pyodps itself cannot hold year 0: it says so, after reading the whole body ...
     with pytest.raises(errors.DatetimeOverflowError), year_zero.open_reader(tunnel=True) as r:
         list(r)

@@ -42,7 +42,7 @@ def test_load_example_writes_every_row_once(odps_conn, tmp_path):
         if ti.task_id == "write_blocks"
     )
     assert writers == [(0, "blocks 0"), (1, "blocks 2"), (2, "blocks 4")]
-    assert _asset_events(f"odps://{odps_conn.project}/{table}") == [
+    assert _asset_events(f"odps://{odps_conn.project}/default/{table}") == [
         {
             "partition": "ds=2024-03-01",
             "rows": rows,
@@ -196,3 +196,24 @@ def test_sensor_pipeline_waits_in_the_trigger_then_loads_and_appends(odps_conn, 
     assert appended.num_rows == 10
     assert appended.column("event").to_pylist()[:2] == ["e0-0", "e0-1"]
     assert pa.compute.sum(appended.column("value")).as_py() == 2 * sum(range(5))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "example_odps_load",
+        "example_odps_export",
+        "example_odps_upsert",
+        "example_odps_sensor_pipeline",
+    ],
+)
+def test_example_explains_itself_in_the_ui(name):
+    """The DAG page shows what the DAG does, what data to prepare and how to run it against
+    the emulator; the trigger form gives every parameter a title and a description."""
+    dag = load_dag_module(EXAMPLES_DIR / f"{name}.py").dag
+    for heading in ("### Data to prepare", "### Run it against the emulator"):
+        assert heading in dag.doc_md
+    assert "odps-tunnel-emulator serve" in dag.doc_md
+    for key in dag.params:
+        param = dag.params.get_param(key)
+        assert param.schema.get("title") and param.description, key

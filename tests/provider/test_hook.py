@@ -113,7 +113,7 @@ def test_test_connection_against_the_emulator(odps_conn, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     assert OdpsTunnelHook().test_connection() == (
         True,
-        f"Connected to project {odps_conn.project!r}",
+        f"Connected to project {odps_conn.project!r} at {odps_conn.endpoint}",
     )
     # Only a tunnel endpoint: a reload of an unknown download proves the signature passed.
     _conn(
@@ -135,8 +135,52 @@ def test_test_connection_against_the_emulator(odps_conn, monkeypatch, caplog):
     )
     ok, message = OdpsTunnelHook("odps_tunnel_wrong").test_connection()
     assert ok is False
+    assert message == (
+        f"{odps_conn.endpoint} rejected the signature: the AccessKey secret (password) does "
+        f"not belong to the AccessKey ID (login) {odps_conn.access_id!r}"
+    )
     assert "wrong-secret-value" not in message
     assert all(odps_conn.secret_access_key not in r.getMessage() for r in caplog.records)
+
+
+def test_test_connection_names_what_is_missing(odps_conn, monkeypatch):
+    """A connection saved without either endpoint fails Test with what to fill in."""
+    _conn(
+        monkeypatch,
+        "odps_tunnel_no_endpoint",
+        conn_type="odps_tunnel",
+        login=odps_conn.access_id,
+        password=odps_conn.secret_access_key,
+        extra={"project": odps_conn.project},
+    )
+    ok, message = OdpsTunnelHook("odps_tunnel_no_endpoint").test_connection()
+    assert ok is False
+    assert OdpsTunnelHook("no_such_connection").test_connection()[0] is False  # no raise
+    assert "needs a service endpoint ('endpoint'" in message
+    assert "or a tunnel endpoint ('tunnel_endpoint')" in message
+    _conn(
+        monkeypatch,
+        "odps_tunnel_no_project",
+        conn_type="odps_tunnel",
+        login=odps_conn.access_id,
+        password=odps_conn.secret_access_key,
+        extra={"project": "no_such_project", "endpoint": odps_conn.endpoint},
+    )
+    assert OdpsTunnelHook("odps_tunnel_no_project").test_connection() == (
+        False,
+        f"{odps_conn.endpoint} has no project 'no_such_project'",
+    )
+    _conn(
+        monkeypatch,
+        "odps_tunnel_not_a_url",
+        conn_type="odps_tunnel",
+        login=odps_conn.access_id,
+        password=odps_conn.secret_access_key,
+        extra={"project": odps_conn.project, "tunnel_endpoint": "no url"},
+    )
+    ok, message = OdpsTunnelHook("odps_tunnel_not_a_url").test_connection()
+    assert ok is False
+    assert "tunnel_endpoint 'no url' is not an http:// or https:// URL" in message
 
 
 def test_session_ref_round_trip_and_validation():
@@ -186,3 +230,28 @@ def test_write_block_reports_rows_bytes_and_a_stable_digest(odps_conn):
     assert other.digest != first.digest
     session.commit([3])
     assert odps_conn.catalog.read_table(odps_conn.project, table).num_rows == 100
+
+
+def test_an_instance_result_is_never_silently_cut_to_the_limited_mode(tmp_path, monkeypatch):
+    """A protected project only serves the limited (10,000-row) mode of an instance
+    download: the hook fails rather than return a truncated result as if it were all."""
+    from airflow_provider_odps_tunnel.emulator import Emulator
+    from airflow_provider_odps_tunnel.tunnel.errors import NoPermission
+
+    from .conftest import connection_json
+
+    emu = Emulator(tmp_path / "emu", protected_projects="test_project", instance_result_limit=3)
+    emu.start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_PROTECTED", connection_json(emu))
+        create_table(emu, "prot", "id bigint")
+        load_rows(emu, "prot", None, sales_rows(0, 5).select(["id"]))
+        hook = OdpsTunnelHook("protected")
+        instance = hook.run_sql("SELECT id FROM prot")
+        instance.wait_for_success()
+        with pytest.raises(NoPermission, match="10,000-row fallback"):
+            hook.create_instance_download_session(instance.id)
+        _, limited = hook.create_instance_download_session(instance.id, limit=True)
+        assert limited.count == 3
+    finally:
+        emu.stop()

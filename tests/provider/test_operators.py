@@ -26,6 +26,7 @@ from airflow_provider_odps_tunnel.operators.upload import (
     OdpsPlanUploadOperator,
     OdpsWriteBlocksOperator,
 )
+from airflow_provider_odps_tunnel.operators.upsert import OdpsUpsertOperator
 
 from .data import SALES_COLUMNS, create_table, load_rows, read_table, sales_rows, write_sales_files
 
@@ -47,8 +48,12 @@ def test_create_reattaches_while_the_session_is_normal(odps_conn, sales_table, s
     first = op.execute(context(state_store))
     assert first["table"] == f"{odps_conn.project}.{sales_table}"
     assert op.execute(context(state_store, 2)) == first
-    # Committed: the next try opens a new session.
+    # Committed, then the task is cleared: appending again would double the rows, so the
+    # task fails and says what to do; force_rerun=True appends again on purpose.
     OdpsTunnelHook().upload_session(SessionRef.of(first)).commit([])
+    with pytest.raises(AirflowFailException, match="append the same rows twice"):
+        op.execute(context(state_store, 3))
+    op.force_rerun = True
     third = op.execute(context(state_store, 3))
     assert third["session_id"] != first["session_id"]
     # Another target (here: overwrite) never reuses the stored session.
@@ -75,7 +80,7 @@ def test_plan_of_an_empty_source(tmp_path):
     with pytest.raises(AirflowFailException, match="no source files"):
         OdpsPlanUploadOperator(task_id="p", source=str(tmp_path / "empty")).execute({})
     plan = OdpsPlanUploadOperator(task_id="p", source=str(tmp_path / "empty"), allow_empty=True)
-    assert plan.execute({}) == [{"blocks": []}]
+    assert plan.execute({}) == [{"blocks": [], "plan_blocks": 0}]
     with pytest.raises(AirflowFailException, match="either"):
         OdpsPlanUploadOperator(task_id="p").execute({})
 
@@ -245,3 +250,149 @@ def test_stream_upload_skips_pieces_appended_by_an_earlier_try(odps_conn, state_
     assert (result["rows"], result["pieces"]) == (30, 3)
     assert puts.seen == 4  # piece 1, piece 2 (refused), then pieces 2 and 3
     assert sorted(read_table(odps_conn, table).column("id").to_pylist()) == list(range(30))
+
+
+class _LazyResults(list):
+    """Stands in for Airflow's lazy XCom sequence of mapped results: reading an item past
+    the end is what made the API server log ``XCom not found ... offset=N``."""
+
+    def __init__(self, items: list[Any]):
+        super().__init__(items)
+        self.past_the_end: list[int] = []
+
+    def __iter__(self):
+        index = 0
+        while True:  # like LazyXComIterator: ask for the next offset until one is missing
+            try:
+                yield self[index]
+            except IndexError:
+                return
+            index += 1
+
+    def __getitem__(self, key):
+        if isinstance(key, int) and key >= len(self):
+            self.past_the_end.append(key)
+        return super().__getitem__(key)
+
+
+def test_commit_reads_the_writers_results_in_one_slice_and_logs_one_summary(
+    odps_conn, sales_table, state_store, capsys
+):
+    session = OdpsCreateUploadSessionOperator(
+        task_id="c", table=sales_table, partition="ds=1", create_partition=True
+    ).execute(context(state_store))
+    work = OdpsPlanUploadOperator(task_id="p", source_parts=3, max_writers=3).execute({})
+    assert [w["plan_blocks"] for w in work] == [3, 3, 3]
+    capsys.readouterr()
+    results = _LazyResults(
+        [
+            OdpsWriteBlocksOperator(
+                task_id="w",
+                session=session,
+                source_callable=lambda part, parts: [sales_rows(part * 10, 10)],
+                **kwargs,
+            ).execute(context(state_store))
+            for kwargs in work
+        ]
+    )
+    # Each writer's progress line names its share of the plan, not "1/1 done".
+    target = f"{odps_conn.project}.{sales_table}/ds=1"
+    logged = capsys.readouterr().out
+    for n in range(3):
+        assert f"block {n} of 3 of the upload to {target}: 10 rows, " in logged
+    assert " done" not in logged
+    commit = OdpsCommitUploadOperator(task_id="m", session=session, plan=work)
+    commit.written = results  # as rendering sets it, from the mapped writers' XCom
+    results.past_the_end.clear()  # (setting an operator attribute looks for XComArgs in it)
+    committed = commit.execute(context(state_store))
+    assert committed["rows"] == 30
+    assert results.past_the_end == []
+    summaries = [line for line in capsys.readouterr().out.splitlines() if "ommitted" in line]
+    assert len(summaries) == 1
+    assert (
+        f"Committed {target}: 30 rows in 3 blocks, upload session {session['session_id']}"
+        in summaries[0]
+    )
+
+
+def test_upsert_and_stream_drop_extra_source_columns_when_asked(odps_conn, state_store):
+    """``ignore_extra_columns`` works as in the block load; the upsert keeps its delete flag."""
+    keyed = create_table(
+        odps_conn, "upsert_extra_cols", "id bigint, name string", primary_key=["id"], buckets=1
+    )
+    changes = pa.table(
+        {
+            "id": [1, 2, 1],
+            "name": ["a", "b", "a"],
+            "loaded_by": ["x", "x", "x"],  # a column the table does not have
+            "deleted": [False, False, True],
+        }
+    )
+    with pytest.raises(Exception, match="loaded_by"):
+        OdpsUpsertOperator(
+            task_id="u",
+            table=keyed,
+            source_callable=lambda p, n: [changes],
+            delete_column="deleted",
+        ).execute(context(state_store))
+    result = OdpsUpsertOperator(
+        task_id="u",
+        table=keyed,
+        source_callable=lambda p, n: [changes],
+        delete_column="deleted",
+        ignore_extra_columns=True,
+    ).execute(context(state_store))
+    assert (result["upserted"], result["deleted"]) == (2, 1)
+    assert read_table(odps_conn, keyed).column("id").to_pylist() == [2]
+
+    appended = create_table(odps_conn, "stream_extra_cols", "id bigint, item string")
+    rows = pa.table({"id": [1, 2], "item": ["a", "b"], "loaded_by": ["x", "x"]})
+    with pytest.raises(Exception, match="loaded_by"):
+        OdpsStreamUploadOperator(
+            task_id="s", table=appended, source_callable=lambda p, n: [rows]
+        ).execute(context(state_store))
+    result = OdpsStreamUploadOperator(
+        task_id="s2",
+        table=appended,
+        source_callable=lambda p, n: [rows],
+        ignore_extra_columns=True,
+    ).execute(context(state_store))
+    assert result["rows"] == 2
+    assert sorted(read_table(odps_conn, appended).column("id").to_pylist()) == [1, 2]
+
+
+def test_clearing_a_committed_chain_never_doubles_the_rows(odps_conn, sales_table, state_store):
+    """The getting-started chain, run, then cleared as a whole: with ``overwrite=True`` the
+    second run replaces the partition; without it the create task refuses to append again."""
+    plan = OdpsPlanUploadOperator(task_id="p", source_parts=2, max_writers=2)
+
+    def run(overwrite: bool, store: Any) -> dict[str, Any]:
+        session = OdpsCreateUploadSessionOperator(
+            task_id="c",
+            table=sales_table,
+            partition="ds=1",
+            create_partition=True,
+            overwrite=overwrite,
+        ).execute(context(store))
+        work = plan.execute({})
+        written = [
+            OdpsWriteBlocksOperator(
+                task_id="w",
+                session=session,
+                source_callable=lambda part, parts: [sales_rows(part * 5, 5)],
+                **kwargs,
+            ).execute(context(store))
+            for kwargs in work
+        ]
+        return OdpsCommitUploadOperator(
+            task_id="m", session=session, plan=work, written=written
+        ).execute(context(store))
+
+    assert run(True, state_store)["rows"] == 10
+    assert run(True, state_store)["rows"] == 10  # cleared and run again
+    assert read_table(odps_conn, sales_table, "ds=1").num_rows == 10
+    appending = type(state_store)()
+    run(False, appending)
+    with pytest.raises(AirflowFailException, match="append the same rows twice"):
+        run(False, appending)
+    assert read_table(odps_conn, sales_table, "ds=1").num_rows == 20

@@ -43,7 +43,7 @@ def test_eta_from_units_when_rows_are_unknown():
     clock.now += 10
     progress.unit_done(10, 10)
     assert str(progress.eta()) == "0:00:30"
-    assert "1/4 done" in progress.line()
+    assert "1 of 4 units done" in progress.line()
 
 
 def test_task_state_uses_the_store_or_a_local_dict(state_store):

@@ -113,4 +113,16 @@ def test_session_state_sensor_and_trigger(odps_conn, orders):
             session=gone, target_states=["closed"], failure_states=["missing"], poll_interval=0.01
         )
     )
-    assert event["status"] == "error" and event["state"] == "missing"
+    # A failure state fails the sensor without retry in both paths: poke and trigger.
+    assert event == {
+        "status": "failed",
+        "state": "missing",
+        "message": f"upload session {gone['session_id']} is missing",
+    }
+    deferred_sensor = OdpsSessionStateSensor(task_id="s", session=gone, deferrable=True)
+    with pytest.raises(AirflowFailException, match="is missing"):
+        deferred_sensor.execute_complete({}, event)
+    # A check that broke (service unreachable) is an ordinary, retryable failure.
+    with pytest.raises(AirflowException, match="boom") as broke:
+        deferred_sensor.execute_complete({}, {"status": "error", "message": "boom"})
+    assert not isinstance(broke.value, AirflowFailException)

@@ -43,8 +43,8 @@ TAKES = {
     OdpsPlanUploadOperator: {*FILES, "source_parts"},
     OdpsWriteBlocksOperator: {"source_callable", "ignore_extra_columns", "batch_rows"},
     ObjectStorageToOdpsOperator: set(SOURCE_OPTIONS),
-    OdpsUpsertOperator: set(SOURCE_OPTIONS) - {"ignore_extra_columns"},
-    OdpsStreamUploadOperator: set(SOURCE_OPTIONS) - {"ignore_extra_columns"},
+    OdpsUpsertOperator: set(SOURCE_OPTIONS),
+    OdpsStreamUploadOperator: set(SOURCE_OPTIONS),
 }
 
 #: The template fields the operators had before the options were shared, in order.
@@ -181,8 +181,8 @@ def test_default_args_partial_and_expand_reach_the_shared_parameters():
         OdpsWriteBlocksOperator.partial(
             task_id="w", session={}, source_callable=lambda part, parts: []
         ).expand_kwargs(plan.output)
-        with pytest.raises(TypeError, match="ignore_extra_columns"):
-            OdpsUpsertOperator.partial(task_id="u2", table="t", ignore_extra_columns=True)
+        with pytest.raises(TypeError, match="ignore_extra_columns"):  # the plan only lists
+            OdpsPlanUploadOperator.partial(task_id="p2", ignore_extra_columns=True)
         transfer = ObjectStorageToOdpsOperator(task_id="x", table="t", source=plan.output)
         assert transfer.upstream_task_ids == {"p"}  # an XComArg source still makes a dependency
     stream.render_template_fields({"ds": "2024-01-02"})

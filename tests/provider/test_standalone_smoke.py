@@ -114,3 +114,14 @@ def test_killed_writer_is_retried_and_every_row_lands_once(standalone, odps_conn
         if (found := [n for n in needles if n in p.read_bytes().decode("latin-1")])
     }
     assert leaked == {}
+
+    # The commit read the mapped writers' results in one request: iterating them one by one
+    # asked for one past the end, logged as an error ("XCom not found ... offset=4").
+    commit_logs = [p for p in files if "task_id=commit" in str(p) and p.suffix == ".log"]
+    assert commit_logs
+    noisy = [
+        p
+        for p in [*commit_logs, standalone.home / "standalone.log"]
+        if b"XCom not found" in p.read_bytes()
+    ]
+    assert noisy == []

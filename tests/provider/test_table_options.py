@@ -79,6 +79,7 @@ TEMPLATE_FIELDS = {
         "file_prefix",
         "rows_per_file",
         "max_files",
+        "sql",  # added with the SQL-result export, after the fields it had
     ),
 }
 

@@ -10,7 +10,11 @@ terminated at its first poll instead of sleeping. Then:
 * ``GET ...?taskstatus``: each task's status (``Success``, ``Failed``, ...);
 * ``GET ...?result``: each task's text result: a query's first rows as CSV with a result
   descriptor, ``OK`` for other statements, or the service's ``ODPS-xxxxxxx`` error text;
-* ``GET ...?source``: the submitted ``<Job>`` XML.
+* ``GET ...?source``: the submitted ``<Job>`` XML;
+* ``PUT .../instances/{id}`` with ``<Instance><Status>Terminated</Status></Instance>``
+  (pyodps's ``Instance.stop``): stops a running instance, its unfinished tasks end
+  ``Cancelled``; an instance that already ended is left as it is (answered ``200`` either
+  way: inferred, the service's answer to a second stop is not documented).
 
 ``POST /projects/{p}/authorization`` (pyodps's ``run_security_query``) runs the one
 security statement the emulator knows, ``setproject key=value [key=value ...]``: it sets
@@ -32,12 +36,12 @@ from starlette.responses import Response
 from ..call import Call, rfc822
 from ..call import xml_response as xml
 from ..errors import EmulatorError
-from ..instances import parse_job
+from ..instances import hold_seconds, parse_job
 from ..sql import SqlError
 from ..sql.results import QueryResult
 from ..sql.zoned import TIMEZONE_KEY, check_zone
 
-__all__ = ["create", "get", "security_query"]
+__all__ = ["create", "get", "stop", "security_query"]
 
 
 def _cdata(text: str) -> str:
@@ -54,7 +58,8 @@ def _times(item: dict[str, Any]) -> str:
 
 
 async def create(call: Call) -> Response:
-    """Submit a job; answers once it finished or ``instance_wait`` seconds passed."""
+    """Submit a job; answers once it finished or ``instance_wait`` seconds passed, at once
+    for a job a task of which is held (``emulator.hold.seconds``: a long job)."""
     state = call.state
     project = call.args["project"]
     if not state.catalog.project_exists(project):
@@ -65,9 +70,10 @@ async def create(call: Call) -> Response:
     running = asyncio.get_running_loop().run_in_executor(
         state.executor, state.instances.run, instance["id"]
     )
+    held = any(hold_seconds(task.get("settings")) > 0 for task in tasks)
     # Still running after the wait: status polling will see it finish.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(running), state.config.instance_wait)
+        await asyncio.wait_for(asyncio.shield(running), 0 if held else state.config.instance_wait)
     base = str(call.request.base_url).rstrip("/")
     location = f"{base}/api/projects/{project}/instances/{instance['id']}"
     return Response(status_code=201, headers={"Location": location})
@@ -131,6 +137,23 @@ async def get(call: Call) -> Response:
     if instance.get("end"):
         headers["x-odps-end-time"] = rfc822(instance["end"])
     return xml(_status_xml(instance), headers=headers)
+
+
+async def stop(call: Call) -> Response:
+    """``PUT`` of the instance's status: only ``Terminated`` (stop it) is accepted."""
+    try:
+        wanted = (ElementTree.fromstring(await call.body()).findtext("Status") or "").strip()
+    except ElementTree.ParseError as exc:
+        raise EmulatorError("InvalidXmlRequest", f"the body is not XML: {exc}") from None
+    if wanted != "Terminated":
+        raise EmulatorError.invalid_argument(
+            f"an instance's status can only be set to Terminated, not {wanted!r}"
+        )
+    instance = await call.blocking(
+        call.state.instances.stop, call.args["project"], call.args["instance"]
+    )
+    call.log["session"] = instance["id"]
+    return Response(status_code=200)
 
 
 def _setproject(text: str) -> dict[str, str]:

@@ -46,10 +46,11 @@ from .zoned import TIMEZONE_KEY, check_zone
 
 __all__ = ["SqlEngine", "ScriptResult", "DEFAULT_ZONE"]
 
-# The emulator's default SQL time zone. The service's is Asia/Shanghai; UTC keeps the wall
-# clock of SQL literals equal to the instants tunnel clients in UTC write and read. Set the
-# project property ``odps.sql.timezone`` to get the service's behaviour.
-DEFAULT_ZONE = "UTC"
+# The SQL time zone of a project that sets none: the service's default. A client whose
+# zone differs (a worker in UTC) reads ``DATETIME '2024-01-01 08:00:00'`` as 00:00, as it
+# does against the service; the job's ``odps.sql.timezone`` (pyodps sends
+# ``options.local_timezone``) or the project property changes it.
+DEFAULT_ZONE = "Asia/Shanghai"
 
 
 @dataclass

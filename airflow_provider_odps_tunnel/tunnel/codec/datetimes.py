@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "resolve_timezone",
     "system_zone",
+    "system_zone_name",
     "datetime_to_millis",
     "millis_to_datetime",
     "date_to_days",
@@ -49,6 +50,23 @@ def system_zone() -> _dt.tzinfo:
             return zoneinfo.ZoneInfo.from_file(fh, key="localtime")
     except OSError:
         return _dt.UTC
+
+
+def system_zone_name() -> str | None:
+    """The IANA name of the process's local zone (for a service that needs a name, not
+    rules): ``$TZ``, else the zone ``/etc/localtime`` links to, else ``/etc/timezone``;
+    None when none of them names one."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        return name
+    target = os.path.realpath("/etc/localtime")
+    if "/zoneinfo/" in target:
+        return target.split("/zoneinfo/", 1)[1]
+    try:
+        with open("/etc/timezone", encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 def resolve_timezone(setting: str | bool | _dt.tzinfo | None = None) -> _dt.tzinfo:

@@ -468,7 +468,7 @@ class TableUploadSession(TableSession):
         self.reload()
         if self.status in _COMMITTED:
             self._check_blocks(expected)
-            log.info("upload session %s was already committed", self.id)
+            log.debug("upload session %s was already committed", self.id)
             return
         if self.status != SessionStatus.Normal:
             raise SessionStateError(
@@ -485,7 +485,7 @@ class TableUploadSession(TableSession):
                     return
                 raise
             self._load(resp.json())
-            log.info("committed upload session %s: %d blocks", self.id, len(expected))
+            log.debug("committed upload session %s: %d blocks", self.id, len(expected))
 
         # The transport already retried 5xx answers (protocol §8.3); a broken connection,
         # which it does not retry for a POST, is verified above and, when the commit did not

@@ -1,0 +1,1 @@
+"""The Airflow UI in a real browser: Debian's Chromium driven by Playwright."""
