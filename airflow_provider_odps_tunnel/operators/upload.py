@@ -151,6 +151,9 @@ class OdpsPlanUploadOperator(OdpsLineageMixin, FileSourceMixin, BaseOperator):
     :param source_conn_id: the Airflow connection of the source's filesystem (templated).
     :param source_format: ``parquet``, ``csv``, ``jsonl`` or ``arrow``; by default taken
         from each file's suffix (templated).
+    :param source_compression: the stream compression of CSV and JSON lines files (``gzip``,
+        ``bz2``, ``zstd``, or ``none``); by default taken from each file's suffix (``.gz``,
+        ``.bz2``, ``.zst``).
     :param source_parts: instead of files, the number of parts of a source callable that the
         writers are given (templated).
     :param block_size: target bytes of source per block (default 64 MiB) (templated).
@@ -172,6 +175,7 @@ class OdpsPlanUploadOperator(OdpsLineageMixin, FileSourceMixin, BaseOperator):
         source: str | Sequence[str] | None = None,
         source_conn_id: str | None = None,
         source_format: str | None = None,
+        source_compression: str | None = None,
         source_parts: int | None = None,
         block_size: int = DEFAULT_BLOCK_BYTES,
         max_writers: int = 16,
@@ -182,6 +186,7 @@ class OdpsPlanUploadOperator(OdpsLineageMixin, FileSourceMixin, BaseOperator):
         super().__init__(
             source=source, source_conn_id=source_conn_id, source_format=source_format, **kwargs
         )
+        self.source_compression = source_compression
         self.source_parts = source_parts
         self.block_size = block_size
         self.max_writers = max_writers
@@ -228,6 +233,11 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
     :param source_callable: the callable for plans made with ``source_parts``, called as
         ``source_callable(part, parts)`` and yielding Arrow batches or tables or DataFrames;
         it must give the same rows for a part every time, since a retry calls it again.
+    :param csv_options: how CSV files are read, a dict of ``CsvOptions``' fields
+        (``delimiter``, ``quote_char``, ``escape_char``, ``null_values``, ``header``,
+        ``column_names``, ``skip_rows``, ``encoding``; ``operators.sources``).
+    :param column_mapping: source column -> table column, for sources whose column names
+        differ from the table's.
     :param ignore_extra_columns: drop source columns the table does not have instead of
         failing.
     :param threads: blocks written at the same time inside this task.
@@ -246,6 +256,8 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         blocks: list[dict[str, Any]] | Any,
         plan_blocks: int | None = None,
         source_callable: SourceCallable | None = None,
+        csv_options: dict[str, Any] | None = None,
+        column_mapping: dict[str, str] | None = None,
         ignore_extra_columns: bool = False,
         threads: int = 1,
         batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -257,6 +269,8 @@ class OdpsWriteBlocksOperator(OdpsBaseOperator):
         self.blocks = blocks
         self.plan_blocks = plan_blocks
         self.source_callable = source_callable
+        self.csv_options = csv_options
+        self.column_mapping = column_mapping
         self.ignore_extra_columns = ignore_extra_columns
         self.threads = threads
         self.batch_rows = batch_rows

@@ -40,8 +40,14 @@ SOURCE_TAKERS = [OdpsPlanUploadOperator, *LOADERS]
 
 #: The source options each operator takes (the writers take the reading half of the plan's).
 TAKES = {
-    OdpsPlanUploadOperator: {*FILES, "source_parts"},
-    OdpsWriteBlocksOperator: {"source_callable", "ignore_extra_columns", "batch_rows"},
+    OdpsPlanUploadOperator: {*FILES, "source_compression", "source_parts"},
+    OdpsWriteBlocksOperator: {
+        "source_callable",
+        "csv_options",
+        "column_mapping",
+        "ignore_extra_columns",
+        "batch_rows",
+    },
     ObjectStorageToOdpsOperator: set(SOURCE_OPTIONS),
     OdpsUpsertOperator: set(SOURCE_OPTIONS),
     OdpsStreamUploadOperator: set(SOURCE_OPTIONS),

@@ -28,6 +28,12 @@ from airflow_provider_odps_tunnel.operators.export import (
     OdpsPlanExportOperator,
 )
 from airflow_provider_odps_tunnel.operators.transfer import ObjectStorageToOdpsOperator
+from airflow_provider_odps_tunnel.operators.upload import (
+    OdpsCommitUploadOperator,
+    OdpsCreateUploadSessionOperator,
+    OdpsPlanUploadOperator,
+    OdpsWriteBlocksOperator,
+)
 
 from .data import SALES_COLUMNS, create_table, load_rows, read_table, sales_rows
 
@@ -166,6 +172,57 @@ def test_compressed_csv_with_options_and_a_column_mapping(
     ids, items = landed.column("sale_id").to_pylist(), landed.column("item").to_pylist()
     items = dict(zip(ids, items, strict=True))
     assert items[10] is None and items[11] == "item;4"
+
+
+def test_the_mapped_chain_reads_compressed_csv_with_options_and_a_mapping(
+    odps_conn, request, state_store, tmp_path
+):
+    """The same files through the mapped chain: the plan takes the stream compression, the
+    writers the CSV options and the column mapping."""
+    table = create_table(
+        odps_conn, _name(request, "tm_chain_"), "sale_id bigint, item string, amount double"
+    )
+    rows = _write_csv_variants(tmp_path / "csv")
+    session = OdpsCreateUploadSessionOperator(task_id="c", table=table).execute(
+        context(state_store)
+    )
+    work = OdpsPlanUploadOperator(
+        task_id="p", source=(tmp_path / "csv").as_uri(), block_size=1, max_writers=2
+    ).execute({})
+    options = {
+        "delimiter": ";",
+        "header": False,
+        "column_names": ["id", "item", "amount"],
+        "skip_rows": 1,
+        "null_values": ["\\N"],
+    }
+    written = [
+        OdpsWriteBlocksOperator(
+            task_id="w",
+            session=session,
+            csv_options=options,
+            column_mapping={"id": "sale_id"},
+            **kwargs,
+        ).execute(context(state_store))
+        for kwargs in work
+    ]
+    committed = OdpsCommitUploadOperator(
+        task_id="m", session=session, plan=work, written=written
+    ).execute(context(state_store))
+    assert committed["rows"] == rows == 300 and committed["blocks"] == 3
+    landed = read_table(odps_conn, table)
+    assert sorted(landed.column("sale_id").to_pylist()) == list(range(300))
+    ids, names = landed.column("sale_id").to_pylist(), landed.column("item").to_pylist()
+    items = dict(zip(ids, names, strict=True))
+    assert items[10] is None and items[11] == "item;4"
+    # a source named otherwise: the plan says its compression
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "part.dat").write_bytes(gzip.compress(b"1;x;2.5\n"))
+    plan = OdpsPlanUploadOperator(
+        task_id="p", source=named.as_uri(), source_format="csv", source_compression="gzip"
+    ).execute({})
+    assert plan[0]["blocks"][0]["pieces"][0]["compression"] == "gzip"
 
 
 def test_orc_and_compressed_jsonl_create_the_table_with_its_partition(
