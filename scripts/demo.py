@@ -53,6 +53,38 @@ def configure_airflow(home: Path, verbose: bool) -> None:
     )
 
 
+def write_customer_changes(directory: Path) -> str:
+    """Two Parquet files of primary-key changes (one delete) for the upsert example, in
+    ``directory`` (created); returns its URI. ``make demo-distributed`` uses them too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": [1, 2, 3, 4],
+                "name": ["Ann", "Bob", "Cy", "Dee"],
+                "tier": ["gold", "silver", "bronze", "silver"],
+                "deleted": [False, False, False, False],
+            }
+        ),
+        directory / "changes-1.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "id": [2, 3, 5],
+                "name": ["Bob", "Cy", "Eve"],
+                "tier": ["gold", "bronze", "gold"],
+                "deleted": [False, True, False],
+            }
+        ),
+        directory / "changes-2.parquet",
+    )
+    return directory.as_uri()
+
+
 def prepare(emu: Any, data: Path) -> dict[str, Any]:
     """Create the tables and write the source files; returns each DAG's run parameters."""
     import pyarrow as pa
@@ -88,30 +120,7 @@ def prepare(emu: Any, data: Path) -> dict[str, Any]:
             ),
             sales / f"sales-{f:02d}.parquet",
         )
-    changes = data / "customer_changes"
-    changes.mkdir()
-    pq.write_table(
-        pa.table(
-            {
-                "id": [1, 2, 3, 4],
-                "name": ["Ann", "Bob", "Cy", "Dee"],
-                "tier": ["gold", "silver", "bronze", "silver"],
-                "deleted": [False, False, False, False],
-            }
-        ),
-        changes / "changes-1.parquet",
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "id": [2, 3, 5],
-                "name": ["Bob", "Cy", "Eve"],
-                "tier": ["gold", "bronze", "gold"],
-                "deleted": [False, True, False],
-            }
-        ),
-        changes / "changes-2.parquet",
-    )
+    changes = write_customer_changes(data / "customer_changes")
     customers = data / "customers"
     customers.mkdir()
     (customers / "customers.csv").write_text(
@@ -158,7 +167,7 @@ def prepare(emu: Any, data: Path) -> dict[str, Any]:
             "destination": (data / "export").as_uri(),
             "rows_per_file": 20_000,
         },
-        "example_odps_upsert": {"table": "customers", "source": changes.as_uri()},
+        "example_odps_upsert": {"table": "customers", "source": changes},
         "example_odps_sensor_pipeline": {
             "orders_table": "orders",
             "customers_table": "customer_snapshot",

@@ -24,6 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# The upsert's changes are the upsert example's of `make demo` (scripts/demo.py).
+from demo import write_customer_changes as write_account_changes
+
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableSchema, TableTunnel
 from airflow_provider_odps_tunnel.tunnel.codec.schema import parse_columns
 
@@ -97,34 +100,6 @@ def write_source(directory: Path, total_bytes: int, files: int, seed: int = 15) 
         pq.write_table(table, directory / f"events-{i:04d}.parquet", row_group_size=per_file)
     nbytes = sum(p.stat().st_size for p in directory.glob("*.parquet"))
     return Source(directory.as_uri(), per_file * files, nbytes, checksum)
-
-
-def write_account_changes(directory: Path) -> str:
-    """Two files of primary-key changes (one delete) for the resumable upsert; the URI."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.table(
-            {
-                "id": [1, 2, 3, 4],
-                "name": ["Ann", "Bob", "Cy", "Dee"],
-                "tier": ["gold", "silver", "bronze", "silver"],
-                "deleted": [False, False, False, False],
-            }
-        ),
-        directory / "changes-1.parquet",
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "id": [2, 3, 5],
-                "name": ["Bob", "Cy", "Eve"],
-                "tier": ["gold", "bronze", "gold"],
-                "deleted": [False, True, False],
-            }
-        ),
-        directory / "changes-2.parquet",
-    )
-    return directory.as_uri()
 
 
 def create_tables(emu: Any, table: str, accounts: str) -> None:

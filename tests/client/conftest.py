@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from odps import ODPS as PyODPS
+from odps.tunnel import TableTunnel as PyTableTunnel
 
 from airflow_provider_odps_tunnel.tunnel import ODPS, TableTunnel
 from airflow_provider_odps_tunnel.tunnel.options import options
@@ -52,6 +54,23 @@ def odps(emulator) -> ODPS:
     return ODPS(
         emulator.access_id, emulator.secret_access_key, emulator.project, endpoint=emulator.endpoint
     )
+
+
+@pytest.fixture
+def pyodps(emulator) -> PyODPS:
+    """The official client, unchanged, on the emulator: the judge of our wire behaviour."""
+    return PyODPS(
+        emulator.access_id,
+        emulator.secret_access_key,
+        emulator.project,
+        endpoint=emulator.endpoint,
+        tunnel_endpoint=emulator.tunnel_endpoint,
+    )
+
+
+@pytest.fixture
+def py_tunnel(pyodps: PyODPS) -> PyTableTunnel:
+    return PyTableTunnel(pyodps)
 
 
 @pytest.fixture

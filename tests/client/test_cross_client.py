@@ -4,31 +4,12 @@ pyodps writes, on the record and the Arrow paths, with the typical column types.
 from __future__ import annotations
 
 import pandas as pd
-import pytest
-from odps import ODPS as PyODPS
-from odps.tunnel import TableTunnel as PyTableTunnel
 
 from airflow_provider_odps_tunnel.tunnel import TableTunnel
 
 from .test_table_download import SCHEMA, rows
 
 COLUMNS = ["id", "name", "score", "flag", "ts", "amount"]
-
-
-@pytest.fixture
-def pyodps(emulator) -> PyODPS:
-    return PyODPS(
-        emulator.access_id,
-        emulator.secret_access_key,
-        emulator.project,
-        endpoint=emulator.endpoint,
-        tunnel_endpoint=emulator.tunnel_endpoint,
-    )
-
-
-@pytest.fixture
-def py_tunnel(pyodps) -> PyTableTunnel:
-    return PyTableTunnel(pyodps)
 
 
 def test_ours_write_records_pyodps_reads(tunnel, py_tunnel, emulator_table):

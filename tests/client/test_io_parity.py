@@ -15,11 +15,9 @@ import types
 
 import pandas as pd
 import pytest
-from odps import ODPS as PyODPS
 from odps.models import Record as PyRecord
 from odps.models import TableSchema as PyTableSchema
 from odps.tunnel import InstanceTunnel as PyInstanceTunnel
-from odps.tunnel import TableTunnel as PyTableTunnel
 from odps.tunnel.base import TunnelMetrics as PyTunnelMetrics
 from odps.tunnel.io.reader import TunnelRecordReader as PyTunnelRecordReader
 from odps.tunnel.io.writer import BufferedRecordWriter as PyBufferedRecordWriter
@@ -315,22 +313,6 @@ def test_buffered_writer_count_len_and_metrics(monkeypatch):
 
 
 @pytest.fixture
-def py_odps(emulator) -> PyODPS:
-    return PyODPS(
-        emulator.access_id,
-        emulator.secret_access_key,
-        emulator.project,
-        endpoint=emulator.endpoint,
-        tunnel_endpoint=emulator.tunnel_endpoint,
-    )
-
-
-@pytest.fixture
-def py_tunnel(py_odps) -> PyTableTunnel:
-    return PyTableTunnel(py_odps)
-
-
-@pytest.fixture
 def filled_table(tunnel, emulator_table):
     table = emulator_table("id bigint, name string")
     session = tunnel.create_upload_session(table)
@@ -435,13 +417,13 @@ def reference_record(session, row: tuple) -> PyRecord:
     return record
 
 
-def test_instance_result_reader_metrics_as_pyodps(odps, py_odps, filled_table):
+def test_instance_result_reader_metrics_as_pyodps(odps, pyodps, filled_table):
     """A query result's record reader has the same trailer and metrics as a table's."""
     instance = odps.execute_sql(f"SELECT id, name FROM {filled_table} ORDER BY id")
     with instance.open_reader() as mine:
         assert values(mine) == [list(r) for r in ROWS]
         assert mine.metrics is not None and mine.metrics.server_total_cost > 0
-    theirs = PyInstanceTunnel(py_odps).create_download_session(instance.id)
+    theirs = PyInstanceTunnel(pyodps).create_download_session(instance.id)
     with theirs.open_record_reader(0, theirs.count) as reference:
         assert values(reference) == [list(r) for r in ROWS]
         assert reference.metrics is not None

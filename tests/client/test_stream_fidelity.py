@@ -12,9 +12,7 @@ import datetime as dt
 import json
 
 import pytest
-from odps import ODPS as PyODPS
 from odps import errors as py_errors
-from odps.tunnel import TableTunnel as PyTableTunnel
 
 from airflow_provider_odps_tunnel.emulator.handlers import stream as stream_handler
 from airflow_provider_odps_tunnel.tunnel import errors
@@ -33,22 +31,6 @@ SCHEMA = "id bigint, name string"
 
 def rows(start: int, count: int) -> list[list]:
     return [[i, f"n{i}"] for i in range(start, start + count)]
-
-
-@pytest.fixture
-def pyodps(emulator) -> PyODPS:
-    return PyODPS(
-        emulator.access_id,
-        emulator.secret_access_key,
-        emulator.project,
-        endpoint=emulator.endpoint,
-        tunnel_endpoint=emulator.tunnel_endpoint,
-    )
-
-
-@pytest.fixture
-def py_tunnel(pyodps) -> PyTableTunnel:
-    return PyTableTunnel(pyodps)
 
 
 def stored(emulator, table: str) -> list[list]:

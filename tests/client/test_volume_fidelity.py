@@ -50,11 +50,6 @@ def py_entry(emulator: Emulator) -> PyODPS:
 
 
 @pytest.fixture
-def pyodps(emulator) -> PyODPS:
-    return py_entry(emulator)
-
-
-@pytest.fixture
 def name(request) -> str:
     """A volume name unique to the test."""
     return f"vol_{re.sub(r'[^a-z0-9]', '_', request.node.name.lower())[:40]}_{next(_names)}"
