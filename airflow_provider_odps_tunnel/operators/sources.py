@@ -584,12 +584,12 @@ class LoadSource(OperatorOptions):
 
 
 class FileSourceMixin(BaseOperator):
-    """Sets the files of an operator's source: ``source``, ``source_conn_id`` and
-    ``source_format`` (documented in ``LoadSource``).
+    """Sets the files of an operator's source: ``source``, ``source_conn_id``,
+    ``source_format`` and ``source_compression`` (documented in ``LoadSource``).
 
     The operator's ``__init__`` lists them, with ``LoadSource``'s defaults, and passes each
     on. The mixin declares no ``template_fields``: the operator lists ``templated_options``
-    (all three) in its own.
+    (the first three) in its own.
     """
 
     #: The options of this mixin that every operator taking them templates.
@@ -601,20 +601,22 @@ class FileSourceMixin(BaseOperator):
         source: str | Sequence[str] | None,
         source_conn_id: str | None,
         source_format: str | None,
+        source_compression: str | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.source_conn_id = source_conn_id
         self.source_format = source_format
+        self.source_compression = source_compression
 
 
 class LoadSourceMixin(FileSourceMixin):
-    """Sets a whole source on an operator, files or a callable: the options of
-    ``FileSourceMixin`` and ``source_callable``, ``source_parts`` and ``batch_rows``
-    (documented in ``LoadSource``), listed and passed on by the operator's ``__init__`` as
-    there. Its ``templated_options`` are ``FileSourceMixin``'s: the callable's options are
-    not templated.
+    """Sets a whole source on an operator, files or a callable, and how its rows are read:
+    the options of ``FileSourceMixin`` and ``source_callable``, ``source_parts``,
+    ``batch_rows``, ``csv_options`` and ``column_mapping`` (documented in ``LoadSource``),
+    listed and passed on by the operator's ``__init__`` as there. Its
+    ``templated_options`` are ``FileSourceMixin``'s: the other options are not templated.
     """
 
     def __init__(
@@ -623,12 +625,16 @@ class LoadSourceMixin(FileSourceMixin):
         source_callable: SourceCallable | None,
         source_parts: int | None,
         batch_rows: int,
+        csv_options: dict[str, Any] | None,
+        column_mapping: dict[str, str] | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source_callable = source_callable
         self.source_parts = source_parts
         self.batch_rows = batch_rows
+        self.csv_options = csv_options
+        self.column_mapping = column_mapping
 
 
 def _as_batches(items: Iterable[Any]) -> Iterator[pa.RecordBatch]:

@@ -111,17 +111,17 @@ class OdpsStreamUploadOperator(LoadSourceMixin, TableMixin, StreamSessionMixin, 
             source=source,
             source_conn_id=source_conn_id,
             source_format=source_format,
+            source_compression=source_compression,
             source_callable=source_callable,
             source_parts=source_parts,
             batch_rows=batch_rows,
+            csv_options=csv_options,
+            column_mapping=column_mapping,
             create_partition=create_partition,
             compression=compression,
             **kwargs,
         )
         self.ignore_extra_columns = ignore_extra_columns
-        self.source_compression = source_compression
-        self.csv_options = csv_options
-        self.column_mapping = column_mapping
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:

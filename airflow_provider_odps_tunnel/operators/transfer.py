@@ -301,9 +301,12 @@ class ObjectStorageToOdpsOperator(LoadSourceMixin, _ResumableLoad):
             source=source,
             source_conn_id=source_conn_id,
             source_format=source_format,
+            source_compression=source_compression,
             source_callable=source_callable,
             source_parts=source_parts,
             batch_rows=batch_rows,
+            csv_options=csv_options,
+            column_mapping=column_mapping,
             overwrite=overwrite,
             create_partition=create_partition,
             compression=compression,
@@ -311,9 +314,6 @@ class ObjectStorageToOdpsOperator(LoadSourceMixin, _ResumableLoad):
             **kwargs,
         )
         self.ignore_extra_columns = ignore_extra_columns
-        self.source_compression = source_compression
-        self.csv_options = csv_options
-        self.column_mapping = column_mapping
         self.create_table_if_missing = create_table_if_missing
         self.force_rerun = force_rerun
         self.block_size = block_size

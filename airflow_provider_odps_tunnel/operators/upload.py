@@ -184,9 +184,12 @@ class OdpsPlanUploadOperator(OdpsLineageMixin, FileSourceMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            source=source, source_conn_id=source_conn_id, source_format=source_format, **kwargs
+            source=source,
+            source_conn_id=source_conn_id,
+            source_format=source_format,
+            source_compression=source_compression,
+            **kwargs,
         )
-        self.source_compression = source_compression
         self.source_parts = source_parts
         self.block_size = block_size
         self.max_writers = max_writers

@@ -126,9 +126,12 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
             source=source,
             source_conn_id=source_conn_id,
             source_format=source_format,
+            source_compression=source_compression,
             source_callable=source_callable,
             source_parts=source_parts,
             batch_rows=batch_rows,
+            csv_options=csv_options,
+            column_mapping=column_mapping,
             compression=compression,
             **kwargs,
         )
@@ -137,9 +140,6 @@ class OdpsUpsertOperator(LoadSourceMixin, TableMixin, UpsertSessionMixin, OdpsBa
         self.slot_num = slot_num
         self.lifecycle = lifecycle
         self.ignore_extra_columns = ignore_extra_columns
-        self.source_compression = source_compression
-        self.csv_options = csv_options
-        self.column_mapping = column_mapping
         self.progress_interval = progress_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
