@@ -577,10 +577,13 @@ def test_second_commit_is_a_status_conflict_for_pyodps_not_for_ours(
     py_session = PyTableTunnel(py_entry(emulator)).create_upload_session(table)
     with py_session.open_record_writer(0) as writer:
         writer.write(py_session.new_record([1, "x", 1.0]))
+    commits = RequestLog(emulator)
     py_session.commit([0])
     with pytest.raises(py_errors.ODPSError) as conflict:
         py_session.commit([0])
     assert conflict.value.code == "StatusConflict"
+    # both commits logged (a line is written after its answer) before ours is watched
+    commits.wait(lambda x: x.get("session") == py_session.id and x["method"] == "POST", 2)
 
     log = RequestLog(emulator)
     ours = tunnel.create_upload_session(table, upload_id=py_session.id)
