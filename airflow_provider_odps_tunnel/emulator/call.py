@@ -17,6 +17,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
 
 from .catalog import TableInfo
 from .errors import EmulatorError
+from .faults import Fault
 from .ingest import check_content_md5, receive_body
 from .state import EmulatorState
 
@@ -72,6 +73,17 @@ class Call:
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
+
+    def fire_fault(self, kind: str, session_kind: str, session_id: str) -> Fault | None:
+        """The handler fault of ``kind`` that fires on this request of a ``session_kind``
+        session, if any (matched against the path with its query, as every fault is); a
+        fired fault is named in the request log."""
+        query = self.request.scope.get("query_string", b"").decode("utf-8", "replace")
+        target = f"{self.resource}?{query}" if query else self.resource
+        fault = self.state.faults.fire(kind, self.method, target, session_kind, session_id)
+        if fault is not None:
+            self.log["fault"] = fault.kind
+        return fault
 
     def flag(self, name: str) -> bool:
         """A flag parameter: present (``?x``, ``?x=`` or ``?x=true``) and not ``false``/``0``."""

@@ -20,14 +20,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["RequestLog", "public_params", "retry_fields"]
+__all__ = [
+    "RequestLog",
+    "public_params",
+    "retry_fields",
+    "RETRY_TRACE_HEADER",
+    "RETRY_INDEX_HEADER",
+    "MAX_TRACE_LENGTH",
+]
 
 _SECRET = re.compile(r"secret|token|signature|password|passwd|credential|accesskey|authoriz", re.I)
 
 RETRY_TRACE_HEADER = "odps-tunnel-retry-trace-id"
 RETRY_INDEX_HEADER = "odps-tunnel-retry-index"
-# A trace id is a UUID; a longer value is cut so a client cannot bloat every log line.
-_MAX_TRACE = 128
+#: A trace id is a UUID (36 characters); a longer value is cut in a log line, so a client
+#: cannot bloat every line, and is not remembered by a session (``replays``).
+MAX_TRACE_LENGTH = 128
 
 
 def public_params(params: dict[str, str]) -> dict[str, str]:
@@ -45,11 +53,11 @@ def retry_fields(headers: Mapping[str, str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     trace = headers.get(RETRY_TRACE_HEADER)
     if trace is not None:
-        fields["retry_trace_id"] = trace[:_MAX_TRACE]
+        fields["retry_trace_id"] = trace[:MAX_TRACE_LENGTH]
     index = headers.get(RETRY_INDEX_HEADER)
     if index is not None:
         text = index.strip()
-        fields["retry_index"] = int(text) if text.isdigit() else index[:_MAX_TRACE]
+        fields["retry_index"] = int(text) if text.isdigit() else index[:MAX_TRACE_LENGTH]
     return fields
 
 

@@ -14,7 +14,7 @@ import json
 import pytest
 from odps import errors as py_errors
 
-from airflow_provider_odps_tunnel.emulator.handlers import stream as stream_handler
+from airflow_provider_odps_tunnel.emulator import replays as emulator_replays
 from airflow_provider_odps_tunnel.tunnel import errors
 from airflow_provider_odps_tunnel.tunnel.options import options
 from airflow_provider_odps_tunnel.tunnel.sessions import stream_upload
@@ -301,7 +301,7 @@ def test_ours_resends_after_a_read_timeout(
 
 
 def test_replay_memory_is_bounded_and_stored(tunnel, emulator, emulator_table, monkeypatch):
-    monkeypatch.setattr(stream_handler, "TRACE_MEMORY", 2)
+    monkeypatch.setattr(emulator_replays, "TRACE_MEMORY", 2)
     table = emulator_table(SCHEMA)
     session = tunnel.create_stream_upload_session(table)
     for start in range(0, 8, 2):
@@ -390,7 +390,7 @@ def test_an_overlong_trace_id_is_not_remembered(
 ):
     """The emulator keeps trace ids of at most MAX_TRACE_LENGTH characters in a session's
     state; a longer one is treated as no trace, so its re-send is stored again."""
-    long_id = "t" * (stream_handler.MAX_TRACE_LENGTH + 1)
+    long_id = "t" * (emulator_replays.MAX_TRACE_LENGTH + 1)
     monkeypatch.setattr(stream_upload, "RetryTrace", lambda: RetryTrace(long_id))
     table = emulator_table(SCHEMA)
     session = tunnel.create_stream_upload_session(table)

@@ -17,14 +17,13 @@ What a session remembers (its stored state, so a restart keeps it):
 * ``slots``: the slot count; the fault ``resize_slots`` changes it after a PUT, whose answer
   then names the new count (the client must reload). Slot ids below the largest count the
   session ever had stay writable, as a writer keeps its slot.
-* ``traces``: the last :data:`TRACE_MEMORY` applied ``odps-tunnel-retry-trace-id`` values and
-  their answers. A PUT whose trace was applied is a replay of a batch whose answer was lost:
-  its body is read and dropped, and the first answer is given again.
+* ``traces``: the applied retry traces and their answers (``emulator.replays``). A PUT whose
+  trace was applied is a replay of a batch whose answer was lost: its body is read and
+  dropped, and the first answer is given again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from typing import Any
@@ -33,20 +32,16 @@ from starlette.responses import Response
 
 from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 
+from .. import replays
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import ConnectionAborted, records_to_parquet
+from ..ingest import records_to_parquet
 from ..sessions import check_writable
 
-__all__ = ["create", "reload", "write", "abort", "TRACE_MEMORY"]
+__all__ = ["create", "reload", "write", "abort"]
 
 MAX_SLOTS = 64
-#: Applied retry traces a session remembers (a retry follows its lost answer closely).
-TRACE_MEMORY = 256
-TRACE_HEADER = "odps-tunnel-retry-trace-id"
-#: Longest trace id remembered (stored in the session's state).
-MAX_TRACE_LENGTH = 128
 LATEST_VERSION_HEADER = "odps-tunnel-latest-schema-version"
 
 
@@ -187,7 +182,7 @@ async def write(call: Call) -> Response:
         transform=_pad_rows(len(info.schema.simple_columns) - len(wire)),
     )
     rows = await call.receive(work)
-    trace = _trace_id(call)
+    trace = replays.trace_id(call)
     answer = await call.blocking(_commit_batch, call, info, session["id"], out, rows, trace)
     if answer.get("replayed"):
         call.log["replay"] = trace
@@ -198,13 +193,6 @@ async def write(call: Call) -> Response:
         **metrics_header(int((time.monotonic() - started) * 1e6)),
     }
     return Response(status_code=200, headers=headers)
-
-
-def _trace_id(call: Call) -> str | None:
-    """The PUT's retry trace id; a blank or implausibly long one (over
-    :data:`MAX_TRACE_LENGTH` characters; SDKs send a 36-character uuid) is not remembered."""
-    trace = (call.header(TRACE_HEADER) or "").strip()
-    return trace if 0 < len(trace) <= MAX_TRACE_LENGTH else None
 
 
 def _current_slots(call: Call, session_id: str, answer: dict[str, Any]) -> int:
@@ -223,8 +211,8 @@ def _commit_batch(
     state = call.state
     with state.catalog.table_lock(info), state.sessions.locked(session_id):
         session = state.sessions.get("stream", session_id, info.table_id)
-        done = next((t for t in session.get("traces", []) if t["trace"] == trace), None)
-        if trace is not None and done is not None:
+        done = replays.applied(session, trace)
+        if done is not None:
             out.unlink(missing_ok=True)
             return {**done, "replayed": True}
         try:
@@ -241,9 +229,8 @@ def _commit_batch(
         session["batches"] += 1
         session["last_batch_id"] = batch_id
         session["last_batch_commit_time"] = int(state.clock.now() * 1000)
-        answer = {"trace": trace, "batch_id": batch_id, "slots": session["slots"]}
-        if trace is not None:
-            session["traces"] = (session.get("traces", []) + [answer])[-TRACE_MEMORY:]
+        answer = {"batch_id": batch_id, "slots": session["slots"]}
+        replays.remember(session, trace, answer)
         state.sessions.save(session)
         return answer
 
@@ -253,23 +240,15 @@ async def _resize_or_drop(call: Call, session_id: str) -> None:
     changes the session's slot count (the answer announces it); ``drop_answer`` waits
     ``seconds`` and then cuts the connection, so the client never sees the answer."""
     state = call.state
-    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
-    target = f"{call.resource}?{query}" if query else call.resource
-    resize = state.faults.fire("resize_slots", call.method, target, "stream", session_id)
+    resize = call.fire_fault("resize_slots", "stream", session_id)
     if resize is not None:
-        call.log["fault"] = resize.kind
         slots = min(max(int(resize.args.get("slots", 2)), 1), MAX_SLOTS)
         with state.sessions.locked(session_id):
             session = state.sessions.find(session_id)
             session["slots"] = slots
             session["max_slots"] = max(session.get("max_slots", slots), slots)
             state.sessions.save(session)
-    drop = state.faults.fire("drop_answer", call.method, target, "stream", session_id)
-    if drop is not None:
-        call.log["fault"] = drop.kind
-        await asyncio.sleep(float(drop.args.get("seconds", 0)))
-        call.abort_connection()
-        raise ConnectionAborted()
+    await replays.drop_answer(call, "stream", session_id)
 
 
 async def abort(call: Call) -> Response:

@@ -14,7 +14,7 @@ polling ends on the first reload).
 
 A PUT carrying an ``odps-tunnel-retry-trace-id`` the session already applied is a replay of
 a body whose answer was lost: it is answered 200 again and not applied (the session keeps
-the last :data:`TRACE_MEMORY` applied traces). A 308'd body was not applied, so its re-send
+its applied traces: ``emulator.replays``). A 308'd body was not applied, so its re-send
 with the same trace is applied.
 
 Behaviours of the service that are off by default, because pyodps cannot take them (it
@@ -37,7 +37,6 @@ values are not known:
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import functools
 import time
@@ -50,24 +49,21 @@ from starlette.responses import Response
 from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 
-from .. import columnar
+from .. import columnar, replays
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import HOST_ID, EmulatorError
 from ..fsutil import fsync_file
-from ..ingest import PARQUET_OPTIONS, ConnectionAborted, records_to_parquet
+from ..ingest import PARQUET_OPTIONS, records_to_parquet
 from ..sessions import check_writable
 
-__all__ = ["create", "reload", "write", "commit", "abort", "TRACE_MEMORY"]
+__all__ = ["create", "reload", "write", "commit", "abort"]
 
 OP_UPSERT, OP_DELETE = 85, 68
 OP_COLUMN = "__operation"
 VALUE_COLS_COLUMN = "__value_cols"
 #: The error code of a 308 answer (the service's is not documented; ours names the case).
 SLOT_MOVED_CODE = "SlotReassigned"
-#: Applied retry traces a session remembers (a retry follows its lost answer closely).
-TRACE_MEMORY = 256
-TRACE_HEADER = "odps-tunnel-retry-trace-id"
 
 
 def _slot_server(call: Call, session: dict[str, Any], slot: int) -> str:
@@ -289,39 +285,21 @@ async def write(call: Call) -> Response:
         raise EmulatorError(
             "MalformedDataStream", f"record_count is {expected} but the body has {rows}", 400
         )
-    trace = call.header(TRACE_HEADER) or None
+    trace = replays.trace_id(call)
     applied = await call.blocking(_register, call, info, session["id"], bucket, out, rows, trace)
     if not applied:
         call.log["replay"] = trace
-    await _drop_answer(call, session["id"])
+    await replays.drop_answer(call, "upsert", session["id"])
     return Response(
         status_code=200, headers=metrics_header(int((time.monotonic() - started) * 1e6))
     )
 
 
-async def _drop_answer(call: Call, session_id: str) -> None:
-    """The fault ``drop_answer``: the PUT was applied; wait ``seconds`` and cut the
-    connection, so the client never sees the answer and has to send the body again."""
-    state = call.state
-    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
-    target = f"{call.resource}?{query}" if query else call.resource
-    drop = state.faults.fire("drop_answer", call.method, target, "upsert", session_id)
-    if drop is not None:
-        call.log["fault"] = drop.kind
-        await asyncio.sleep(float(drop.args.get("seconds", 0)))
-        call.abort_connection()
-        raise ConnectionAborted()
-
-
 async def _route(call: Call, session: dict[str, Any], slot: int, bucket: int) -> Response | None:
     """A 308 answer if the slot moves now (fault ``move_slot``) or the PUT names a server the
     moved slot has left; None if the PUT may be applied. A 308'd body is read and dropped."""
-    state = call.state
-    query = call.request.scope.get("query_string", b"").decode("utf-8", "replace")
-    target = f"{call.resource}?{query}" if query else call.resource
-    fault = state.faults.fire("move_slot", call.method, target, "upsert", session["id"])
+    fault = call.fire_fault("move_slot", "upsert", session["id"])
     if fault is not None:
-        call.log["fault"] = fault.kind
         server = _move_slot(call, session["id"], slot, fault.args.get("server"))
         announce = bool(fault.args.get("announce", True))
         return await _redirect(call, slot, bucket, server, announce, "moved")
@@ -389,16 +367,14 @@ def _register(
         except EmulatorError:
             out.unlink(missing_ok=True)
             raise
-        traces = session.setdefault("traces", [])
-        if trace is not None and trace in traces:
+        if replays.applied(session, trace) is not None:
             out.unlink(missing_ok=True)
             return False
         name = state.catalog.register(info, out)
         session["pending"].append(
             {"file": name, "bucket": bucket, "rows": rows, "seq": len(session["pending"])}
         )
-        if trace is not None:
-            session["traces"] = (traces + [trace])[-TRACE_MEMORY:]
+        replays.remember(session, trace, {})
         state.sessions.save(session)
         return True
 
