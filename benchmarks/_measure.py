@@ -88,13 +88,14 @@ def reaped_children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def pid_rss(pid: int | None = None) -> int:
-    """Resident set size in bytes of ``pid`` (default: this process), from ``/proc``."""
-    with open(f"/proc/{pid or os.getpid()}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"no VmRSS for process {pid}")
+    """Resident set size in bytes of ``pid`` (default: this process), from
+    ``/proc/<pid>/statm`` (one short line: cheap to sample often)."""
+    with open(f"/proc/{pid or os.getpid()}/statm") as fh:
+        return int(fh.read().split()[1]) * _PAGE
 
 
 class ServerCpu:

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 from airflow_provider_odps_tunnel.tunnel import options
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
     EMPTY_BODY,
+    READ_SIZE,
     ArrowFrameDecoder,
     ArrowFrameEncoder,
     read_payload_batches,
     serialize_batch,
 )
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_types import odps_schema_to_arrow_schema
-from airflow_provider_odps_tunnel.tunnel.codec.crc import crc32c
+from airflow_provider_odps_tunnel.tunnel.codec.crc import crc32c, crc32c_combiner
 from airflow_provider_odps_tunnel.tunnel.codec.schema import TableSchema
 from airflow_provider_odps_tunnel.tunnel.errors import (
     ChecksumError,
@@ -232,12 +233,14 @@ def test_payload_batches_round_trip():
 
 
 def test_payload_is_read_one_message_at_a_time():
-    schema, batches = small_batches(20, rows=2000)
+    """Read-ahead is bounded: one message plus at most one read of about READ_SIZE."""
+    schema, batches = small_batches(20, rows=20_000)
     body = encode([serialize_batch(b) for b in batches], 4096)
     stream = io.BytesIO(body)
     reader = read_payload_batches(ArrowFrameDecoder(stream), schema)
     first = next(reader)
     assert first.equals(batches[0])
+    assert stream.tell() <= serialize_batch(batches[0]).size * 1.01 + READ_SIZE + 4100
     assert stream.tell() < len(body) // 4
     assert len(list(reader)) == 19
     assert stream.tell() == len(body)
@@ -372,3 +375,16 @@ def test_our_writer_reproduces_the_vectors(vectors_dir):
         for b in slices
     ]
     assert _written(compact, 1024) == three
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=st.binary(max_size=300), second=st.binary(max_size=300))
+def test_crc_of_a_concatenation_from_the_crcs_of_its_parts(first, second):
+    combine = crc32c_combiner(len(second))
+    assert combine(crc32c(first), crc32c(second)) == crc32c(first + second)
+
+
+def test_closing_crc_is_combined_over_default_size_chunks():
+    payload = bytes(range(256)) * 700  # 2.7 default chunks
+    body = encode([payload[:1000], payload[1000:]], 65536)
+    assert body[-4:] == struct.pack(">I", crc32c(payload))

@@ -11,7 +11,8 @@ no schema message: both ends know the schema from the session, and the reader pr
 before handing the bytes to an Arrow stream reader.
 
 Both directions work on buffers, not copies: the encoder hands out memoryview slices of the
-serialized batches, and CRC32C runs on those slices directly.
+serialized batches, and CRC32C runs on those slices directly. Each payload byte is
+checksummed once: the closing CRC is combined from the chunk CRCs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from ..errors import ChecksumError, DataStreamError, StreamTruncatedError
-from .crc import crc32c
+from .crc import crc32c, crc32c_combiner
 
 __all__ = [
     "ArrowFrameEncoder",
@@ -32,6 +33,7 @@ __all__ = [
     "serialize_batch",
     "read_payload_batches",
     "EMPTY_BODY",
+    "READ_SIZE",
 ]
 
 _U32 = struct.Struct(">I")
@@ -42,6 +44,8 @@ EMPTY_BODY = b"\x00\x00\x00\x00"
 MAX_CHUNK_SIZE = 256 * 1024 * 1024
 # The encoder's chunk size when none is given (the default of ``options.chunk_size``).
 DEFAULT_CHUNK_SIZE = 65536
+# About how many body bytes the decoder asks its stream for at a time (whole frames).
+READ_SIZE = 1 << 20
 
 Piece = bytes | memoryview
 
@@ -64,7 +68,9 @@ class ArrowFrameEncoder:
         self._finished = False
         self._fill = 0  # bytes of the current chunk already emitted
         self._chunk_crc = 0
-        self._total_crc = 0
+        self._combine = crc32c_combiner(chunk_size)
+        self._total_crc = 0  # of the payload up to the current chunk
+        self._tail: list[memoryview] = []  # the pieces of the current chunk
 
     def feed(self, data: Any) -> list[Piece]:
         """The framed pieces of the next payload ``data`` (bytes, pyarrow.Buffer, ...)."""
@@ -80,7 +86,6 @@ class ArrowFrameEncoder:
         if not self._started:
             pieces.append(_U32.pack(self.chunk_size))
             self._started = True
-        self._total_crc = crc32c(view, self._total_crc)
         self.payload_bytes += size
         chunk_size = self.chunk_size
         pos = 0
@@ -90,12 +95,17 @@ class ArrowFrameEncoder:
             pieces.append(piece)
             pos += take
             if self._fill + take == chunk_size:
-                pieces.append(_U32.pack(crc32c(piece, self._chunk_crc)))
+                crc = crc32c(piece, self._chunk_crc)
+                pieces.append(_U32.pack(crc))
+                # The payload CRC follows from the chunk CRCs: each byte is read once.
+                self._total_crc = self._combine(self._total_crc, crc)
                 self._chunk_crc = 0
                 self._fill = 0
+                self._tail.clear()
             else:
                 self._chunk_crc = crc32c(piece, self._chunk_crc)
                 self._fill += take
+                self._tail.append(piece)
         return pieces
 
     def finish(self) -> bytes:
@@ -103,7 +113,11 @@ class ArrowFrameEncoder:
         if self._finished:
             raise ValueError("finish called twice")
         self._finished = True
-        return _U32.pack(self._total_crc)
+        total = self._total_crc
+        for piece in self._tail:  # the last, partial chunk
+            total = crc32c(piece, total)
+        self._tail.clear()
+        return _U32.pack(total)
 
 
 class ArrowFrameDecoder:
@@ -115,15 +129,26 @@ class ArrowFrameDecoder:
     An empty body and the 4-byte body ``00 00 00 00`` (no chunk-size word) are an empty
     payload. Pieces are memoryviews of the bytes read; ``offset`` counts body bytes
     consumed so far.
+
+    The stream is read a whole number of frames at a time, about ``read_size`` bytes per
+    read (default :data:`READ_SIZE`): few calls into the HTTP layer, and every frame lies
+    inside one read, so pieces are views of it and nothing is assembled. At most one read
+    is held beyond the piece being used.
     """
 
-    def __init__(self, stream: Any):
+    def __init__(self, stream: Any, read_size: int | None = None):
         self._stream = stream
+        self._read_size = read_size or READ_SIZE
         self.offset = 0
         self.payload_bytes = 0
         self.chunk_size: int | None = None
         self._total_crc = 0
         self._done = False
+        self._block = memoryview(b"")  # frames read but not handed out yet
+        self._block_offset = 0  # body offset of self._block[0]
+        self._last = False  # the stream ended inside self._block
+        self._error: Exception | None = None  # a read failure held back by _fill
+        self._combine: Any = None  # crc32c_combiner(chunk_size), once it is known
 
     def _read(self, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes; fewer only at the end of the stream."""
@@ -162,8 +187,34 @@ class ArrowFrameDecoder:
                 f"Arrow body declares an implausible chunk size {chunk_size}", offset=0
             )
         self.chunk_size = chunk_size
-        self.offset = 4
+        self.offset = self._block_offset = 4
         return True
+
+    def _fill(self, frame: int) -> None:
+        """Reads the next run of whole frames (a shorter read means the body ended).
+
+        When the stream fails part way, the whole frames that did arrive are handed out
+        first and the failure is raised after them, so a reader resumes after them."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        size = frame * max(1, self._read_size // frame)
+        data = self._stream.read(size) or b""
+        if 0 < len(data) < size:
+            buf = bytearray(data)
+            try:
+                while len(buf) < size and (more := self._stream.read(size - len(buf))):
+                    buf += more
+            except Exception as exc:
+                whole = len(buf) - len(buf) % frame
+                if not whole:
+                    raise
+                self._error = exc
+                self._block = memoryview(buf)[:whole]
+                return
+            data = buf
+        self._block = memoryview(data)
+        self._last = len(data) < size
 
     def read_piece(self) -> memoryview | None:
         """The next verified payload piece (may be empty), or None after the closing CRC."""
@@ -174,28 +225,36 @@ class ArrowFrameDecoder:
             return None
         chunk_size = self.chunk_size
         assert chunk_size is not None
+        frame = chunk_size + 4
+        if not self._block and not self._last:
+            self._fill(frame)
+        block = self._block
         start = self.offset
-        frame = self._read(chunk_size + 4)
-        view = memoryview(frame)
-        self.offset += len(frame)
-        if len(frame) == chunk_size + 4:
-            data = view[:chunk_size]
-            expected = _U32.unpack_from(frame, chunk_size)[0]
+        if len(block) >= frame:
+            data = block[:chunk_size]
+            expected = _U32.unpack_from(block, chunk_size)[0]
+            self._block = block[frame:]
+            self.offset += frame
             actual = crc32c(data)
             if actual != expected:
                 raise ChecksumError(
                     f"Arrow chunk CRC mismatch: computed {actual:#010x}, body has {expected:#010x}",
                     offset=start,
                 )
-            self._total_crc = crc32c(data, self._total_crc)
+            if self._combine is None:
+                self._combine = crc32c_combiner(chunk_size)
+            self._total_crc = self._combine(self._total_crc, actual)
             self.payload_bytes += chunk_size
             return data
-        if len(frame) < 4:
+        # The last frame: what is left of the body, a partial chunk and the closing CRC.
+        self._block = memoryview(b"")
+        self.offset += len(block)
+        if len(block) < 4:
             raise StreamTruncatedError(
                 "Arrow body ends without its closing CRC", offset=self.offset
             )
-        data = view[:-4]
-        expected = _U32.unpack_from(frame, len(frame) - 4)[0]
+        data = block[:-4]
+        expected = _U32.unpack_from(block, len(block) - 4)[0]
         actual = crc32c(data, self._total_crc)
         if actual != expected:
             # A body cut inside a chunk lands here too: its last 4 bytes are not a CRC.

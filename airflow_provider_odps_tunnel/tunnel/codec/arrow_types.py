@@ -323,6 +323,12 @@ def _children(t: odps_types.DataType) -> list[odps_types.DataType]:
     return []
 
 
+def changes_to_wall_clock(t: odps_types.DataType, tz: _dt.tzinfo) -> bool:
+    """Whether :func:`instants_to_wall_clock` changes values of type ``t`` in zone ``tz``
+    (False: it returns them as they are)."""
+    return _has_zoned_time(t) and not _is_utc(tz, _zone_name(tz))
+
+
 def instants_to_wall_clock(
     arr: pa.Array | pa.ChunkedArray, t: odps_types.DataType, tz: _dt.tzinfo
 ) -> pa.Array | pa.ChunkedArray:
@@ -401,6 +407,15 @@ def conform_table(
     is split, so one input may give several batches.
     """
     tz = timezone if timezone is not None else datetimes.resolve_timezone(None)
+    if (
+        isinstance(data, pa.RecordBatch)
+        and _sent_as_is(data.schema, arrow_schema, tz)
+        and not any(data.column(i).null_count for i, f in enumerate(arrow_schema) if not f.nullable)
+    ):
+        # Already the table's layout, in values that need no conversion (the common case
+        # of a writer fed the batches it reads): only the schema's metadata is put on.
+        yield pa.RecordBatch.from_arrays(data.columns, schema=arrow_schema)
+        return
     source = _Source(data)
     targets = {field.name.lower(): field for field in arrow_schema}
     extra = [name for key, name in source.names.items() if key not in targets]
@@ -436,6 +451,15 @@ def conform_table(
         yield pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)
     else:
         yield from pa.Table.from_arrays(arrays, schema=arrow_schema).to_batches()
+
+
+@functools.lru_cache(maxsize=32)
+def _sent_as_is(given: pa.Schema, arrow_schema: pa.Schema, tz: _dt.tzinfo) -> bool:
+    """Whether batches of schema ``given`` hold ``arrow_schema``'s columns, in its order
+    and types, with values that need no conversion in zone ``tz``."""
+    return given.equals(arrow_schema) and all(
+        _needs_no_work(field_odps_type(field), tz) for field in arrow_schema
+    )
 
 
 class _Source:

@@ -17,6 +17,7 @@ import pyarrow as pa
 from ..codec import types as odps_types
 from ..codec.arrow_framing import ArrowFrameDecoder, read_payload_batches
 from ..codec.arrow_types import (
+    changes_to_wall_clock,
     instants_to_wall_clock,
     odps_schema_to_arrow_schema,
     timestamp_structs_to_ns,
@@ -131,6 +132,7 @@ class TunnelArrowReader:
         self._string_as_binary = options.string_as_binary
         self._rows = ResumableRows(self._open, _num_rows, on_exception)
         self._stream: _CountingStream | None = None
+        self._as_sent: bool | None = None  # batches need no shaping (known at the first)
         self._finished = False
         self._past_bytes = 0
         #: Rows returned so far.
@@ -178,6 +180,10 @@ class TunnelArrowReader:
 
     def _shape(self, raw: pa.RecordBatch) -> pa.RecordBatch:
         """``raw`` in output order and form: zones applied, partition values added."""
+        if self._as_sent is None:
+            self._as_sent = self._needs_no_shaping(raw.schema)
+        if self._as_sent:
+            return raw
         positions = {name.lower(): i for i, name in enumerate(raw.schema.names)}
         arrays = []
         for col in self.columns:
@@ -195,6 +201,19 @@ class TunnelArrowReader:
         if self._use_ipc_stream:
             return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in self.columns])
         return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema)
+
+    def _needs_no_shaping(self, sent: pa.Schema) -> bool:
+        """True when batches of schema ``sent`` are already in output order and form (the
+        common case: all columns, no partition values, a zone where instants need no
+        change), so they are returned as they are."""
+        if self._use_ipc_stream or self._partition_values or not sent.equals(self.arrow_schema):
+            return False
+        struct_times = (odps_types.timestamp, odps_types.timestamp_ntz)
+        return not any(
+            (self._timestamp_as_struct and col.type in struct_times)
+            or changes_to_wall_clock(col.type, self._timezone)
+            for col in self.columns
+        )
 
     # ----------------------------------------------------------------- public API
 

@@ -71,7 +71,7 @@ class _ArrowWriterBase:
 class ArrowWriter(_ArrowWriterBase):
     """Streams one Arrow block to ``request_callback`` while data is written.
 
-    ``request_callback(chunks)`` receives the body as an iterable of ``bytes`` chunks and
+    ``request_callback(chunks)`` receives the body as an iterable of bytes-like chunks and
     runs in its own thread (see :class:`~.body.StreamingBody`); the request must carry the
     ``Content-Encoding`` in :attr:`content_encoding`. ``write`` accepts a ``RecordBatch``,
     ``Table`` or pandas ``DataFrame`` and checks it against the table schema before
@@ -98,8 +98,8 @@ class ArrowWriter(_ArrowWriterBase):
         return self._body.raw_bytes
 
     def _send(self, pieces: Iterable[Piece]) -> None:
-        for piece in pieces:
-            self._body.write(piece)
+        # The pieces are views of serialized batches, which nothing changes: no copy.
+        self._body.write_pieces(pieces)
 
     def write(self, data: Any) -> None:
         """Write a ``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas ``DataFrame``."""
@@ -128,35 +128,28 @@ class ArrowWriter(_ArrowWriterBase):
 
 
 class _BlockBuffer:
-    """The compressed body of one block, kept as ``bytes`` chunks of ``chunk_size``."""
+    """The body of one block as a list of buffers: the framed pieces themselves (views of
+    serialized batches, never copied) or, compressed, the compressor's output."""
 
-    def __init__(self, compress_option: CompressOption | None, chunk_size: int):
+    def __init__(self, compress_option: CompressOption | None):
         self._compressor = make_compressor(compress_option)
-        self._chunk_size = chunk_size
-        self._pending = bytearray()
-        self.chunks: list[bytes] = []
-        self.size = 0  # compressed bytes produced
+        self.chunks: list[Piece] = []
+        self.size = 0  # body bytes produced (compressed)
         self.raw_size = 0  # framed bytes written
-
-    def _add(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            return
-        self.size += len(data)
-        self._pending += data
-        if len(self._pending) >= self._chunk_size:
-            self.chunks.append(bytes(self._pending))
-            self._pending.clear()
 
     def write(self, piece: Piece) -> None:
         self.raw_size += len(piece)
-        self._add(self._compressor.compress(piece) if self._compressor else piece)
+        data = self._compressor.compress(piece) if self._compressor else piece
+        if data:
+            self.size += len(data)
+            self.chunks.append(data)
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> list[Piece]:
         if self._compressor is not None:
-            self._add(self._compressor.flush())
-        if self._pending:
-            self.chunks.append(bytes(self._pending))
-            self._pending.clear()
+            tail = self._compressor.flush()
+            if tail:
+                self.size += len(tail)
+                self.chunks.append(tail)
         return self.chunks
 
 
@@ -166,8 +159,8 @@ class BufferedArrowWriter(_ArrowWriterBase):
     A block is cut when its compressed size exceeds ``buffer_size`` (default
     ``options.block_buffer_size``), always between record batches; batches larger than
     that are sliced first, so memory stays near one buffer. Each complete block is sent
-    with ``request_callback(block_id, chunks)``, ``chunks`` being a list of ``bytes``
-    that may be iterated again to re-send it. The first block id is ``block_id``, or
+    with ``request_callback(block_id, chunks)``, ``chunks`` being a list of bytes-like
+    buffers that may be iterated again to re-send it. The first block id is ``block_id``, or
     ``block_id_gen()`` (0 without one); each later one is ``block_id_gen()`` or the
     previous plus one. Commit :meth:`get_blocks_written` when done.
     """
@@ -196,7 +189,7 @@ class BufferedArrowWriter(_ArrowWriterBase):
 
     def _new_block(self) -> None:
         self._encoder = ArrowFrameEncoder(self.chunk_size)
-        self._buffer = _BlockBuffer(self.compress_option, self.chunk_size)
+        self._buffer = _BlockBuffer(self.compress_option)
 
     @property
     def n_bytes(self) -> int:

@@ -4,21 +4,30 @@ A writer produces bytes; the HTTP layer consumes an iterable of chunks in
 ``request_callback(chunks)``. :class:`StreamingBody` runs the callback in a thread and feeds
 it through a small bounded queue, so a block of any size is sent with a few chunks of
 memory, and an error on either side reaches the other instead of leaving it blocked.
+
+Hand-offs between the threads are few and large: a queue item is a list of buffers of up to
+about :data:`HANDOFF_BYTES`, not one small chunk. Buffers the writer will never change
+(:meth:`StreamingBody.write_pieces`, e.g. views of serialized Arrow batches) pass through
+without a copy. The consumer sees the buffers one by one, each item followed by an empty
+chunk: the mark that nothing more is ready yet, which the transport uses to send what it
+has gathered (an empty chunk is skipped by every HTTP layer).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..codec.compression import Compressor
 
-__all__ = ["StreamingBody"]
+__all__ = ["StreamingBody", "HANDOFF_BYTES"]
 
 _END = object()
 _POLL_SECONDS = 0.5
+#: About how many body bytes go to the consumer thread in one hand-off.
+HANDOFF_BYTES = 1 << 20
 
 
 class _Aborted(Exception):
@@ -26,11 +35,13 @@ class _Aborted(Exception):
 
 
 class StreamingBody:
-    """Feed ``request_callback`` an iterable of chunks of at most ``chunk_size`` bytes.
+    """Feed ``request_callback`` an iterable of bytes-like chunks while the body is written.
 
-    ``write`` takes uncompressed bytes; ``close`` ends the body, waits for the callback
-    and returns its result (or raises its exception). At most ``max_queued`` chunks wait
-    in memory.
+    ``write`` takes uncompressed bytes (copied), ``write_pieces`` buffers that never change
+    (not copied); ``close`` ends the body, waits for the callback and returns its result
+    (or raises its exception). At most ``max_queued`` hand-offs of about
+    :data:`HANDOFF_BYTES` each wait in memory. Small writes are gathered into chunks of
+    ``chunk_size`` bytes.
     """
 
     def __init__(
@@ -42,6 +53,7 @@ class StreamingBody:
     ):
         self._callback = request_callback
         self._chunk_size = chunk_size
+        self._handoff = max(chunk_size, HANDOFF_BYTES)
         self._compressor = compressor
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._pending = bytearray()
@@ -65,14 +77,15 @@ class StreamingBody:
                 except queue.Empty:
                     break
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _chunks(self) -> Iterator[bytes | memoryview]:
         while True:
             item = self._queue.get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield from item
+            yield b""  # the mark: send what is gathered
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tunnel-body", daemon=True)
@@ -94,24 +107,69 @@ class StreamingBody:
             except queue.Full:
                 continue
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``, which the caller may change afterwards: it is copied once and
+        handed on in chunks of ``chunk_size``; a shorter rest waits for more."""
         if not data:
             return
-        self._pending += data
         size = self._chunk_size
-        while len(self._pending) >= size:
-            chunk = bytes(self._pending[:size])
-            del self._pending[:size]
-            self.sent_bytes += len(chunk)
-            self._put(chunk)
+        if self._pending or len(data) < size:
+            self._pending += data
+            if len(self._pending) < size:
+                return
+            data = bytes(self._pending)
+            self._pending.clear()
+        else:
+            data = bytes(data)  # no copy when it is bytes already
+        view = memoryview(data)
+        whole = len(view) - len(view) % size
+        if whole < len(view):
+            self._pending += view[whole:]
+        self._hand_over([view[i : i + size] for i in range(0, whole, size)], whole)
+
+    def _put_pending(self) -> None:
+        chunk = bytes(self._pending)
+        self._pending.clear()
+        self._hand_over([chunk], len(chunk))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Add ``data`` to the body (copied: the caller may reuse its buffer)."""
         if self._closed:
             raise ValueError("write to a closed body")
         self.raw_bytes += len(data)
         if self._compressor is not None:
             data = self._compressor.compress(bytes(data))
         self._emit(data)
+
+    def write_pieces(self, pieces: Iterable[bytes | memoryview]) -> None:
+        """Add ``pieces``, buffers nobody changes any more, to the body without copying
+        them (compressed, they are copied by the compressor as usual)."""
+        if self._closed:
+            raise ValueError("write to a closed body")
+        if self._compressor is not None:
+            for piece in pieces:
+                self.raw_bytes += len(piece)
+                self._emit(self._compressor.compress(piece))
+            return
+        if self._pending:
+            self._put_pending()
+        group: list[bytes | memoryview] = []
+        size = 0
+        for piece in pieces:
+            if not piece:
+                continue
+            group.append(piece)
+            size += len(piece)
+            self.raw_bytes += len(piece)
+            if size >= self._handoff:
+                self._hand_over(group, size)
+                group, size = [], 0
+        if group:
+            self._hand_over(group, size)
+
+    def _hand_over(self, group: list[bytes | memoryview], size: int) -> None:
+        self.sent_bytes += size
+        self._put(group)
 
     def close(self) -> Any:
         """End the body and return what ``request_callback`` returned."""
@@ -121,9 +179,7 @@ class StreamingBody:
         if self._compressor is not None:
             self._emit(self._compressor.flush())
         if self._pending:
-            self.sent_bytes += len(self._pending)
-            self._put(bytes(self._pending))
-            self._pending.clear()
+            self._put_pending()
         self._put(_END)
         self._thread.join()
         if self._error is not None:

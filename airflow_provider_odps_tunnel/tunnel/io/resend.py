@@ -1,10 +1,11 @@
 """Re-sending a streamed block body after its request failed.
 
 A writer opened with an explicit block id streams its body while the caller writes, so the
-body cannot simply be produced again. :class:`SpooledBody` keeps a copy of every chunk that
-went out in a temporary spool (memory up to ``max_memory``, then disk). When the request
-fails, the rest of the body is drained into the spool, so that the whole body can be sent
-again from there, since a block id is idempotent. A body whose producer aborted (the
+body cannot simply be produced again. :class:`SpooledBody` keeps every chunk that went out:
+the chunks themselves up to ``options.block_buffer_size`` bytes (as much as a buffered
+writer holds; they are immutable, so keeping them costs no copy), the rest in a temporary
+file. When the request fails, the rest of the body is drained into the spool, so that the
+whole body can be sent again from there, since a block id is idempotent. A body whose producer aborted (the
 writer left its ``with`` block by an exception) is never re-sent: it is incomplete.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import InternalServerError, Throttled, TunnelConnectionError
+from ..options import options
 
 __all__ = ["SpooledBody", "send_resendable", "RESENDABLE"]
 
@@ -27,16 +29,33 @@ RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 
 
 class SpooledBody:
-    """Passes ``chunks`` through once (:meth:`first_pass`) while spooling them; then
-    iterating it gives the whole body again. Call :meth:`close` to drop the spool."""
+    """Passes ``chunks`` through once (:meth:`first_pass`) while keeping them; then
+    iterating it gives the whole body again. Call :meth:`close` to drop what was kept.
 
-    def __init__(self, chunks: Iterable[bytes], max_memory: int = 4 << 20):
+    The chunks must be buffers nobody changes any more (what :class:`~.body.StreamingBody`
+    hands out). The first ``max_memory`` bytes (default ``options.block_buffer_size``) are
+    kept as the chunks themselves, without a copy; the rest goes to a temporary file.
+    """
+
+    def __init__(self, chunks: Iterable[bytes | memoryview], max_memory: int | None = None):
         self._chunks = iter(chunks)
-        self._spool = tempfile.SpooledTemporaryFile(max_size=max_memory)  # noqa: SIM115
+        self._max_memory = options.block_buffer_size if max_memory is None else max_memory
+        self._held: list[bytes | memoryview] = []
+        self._held_bytes = 0
+        self._spill: Any = None  # the temporary file, once the memory share is used up
         self.complete = False
         self.aborted = False
 
-    def _pull(self) -> Iterator[bytes]:
+    def _keep(self, chunk: bytes | memoryview) -> None:
+        if self._spill is None and self._held_bytes + len(chunk) <= self._max_memory:
+            self._held.append(chunk)
+            self._held_bytes += len(chunk)
+            return
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._spill.write(chunk)
+
+    def _pull(self) -> Iterator[bytes | memoryview]:
         while True:
             try:
                 chunk = next(self._chunks)
@@ -46,15 +65,16 @@ class SpooledBody:
             except BaseException:  # the producer gave up: the body is incomplete
                 self.aborted = True
                 raise
-            self._spool.write(chunk)
+            if chunk:
+                self._keep(chunk)
             yield chunk
 
-    def first_pass(self) -> Iterator[bytes]:
+    def first_pass(self) -> Iterator[bytes | memoryview]:
         """The body as it is produced (one pass only)."""
         return self._pull()
 
     def drain(self) -> bool:
-        """Spool what the producer has not handed out yet; True when the body is whole."""
+        """Keep what the producer has not handed out yet; True when the body is whole."""
         if not (self.complete or self.aborted):
             try:
                 for _ in self._pull():
@@ -63,14 +83,18 @@ class SpooledBody:
                 return False
         return self.complete
 
-    def __iter__(self) -> Iterator[bytes]:
-        """The whole spooled body, from the start (as often as needed)."""
-        self._spool.seek(0)
-        while chunk := self._spool.read(_READ):
-            yield chunk
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        """The whole kept body, from the start (as often as needed)."""
+        yield from self._held
+        if self._spill is not None:
+            self._spill.seek(0)
+            while chunk := self._spill.read(_READ):
+                yield chunk
 
     def close(self) -> None:
-        self._spool.close()
+        self._held = []
+        if self._spill is not None:
+            self._spill.close()
 
 
 def send_resendable(

@@ -34,7 +34,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from ... import __version__
 from ..codec import signing
@@ -46,6 +45,7 @@ from ..errors import (
     parse_error_response,
 )
 from ..options import options
+from .gather import GatherAdapter
 from .retry import Attempt, RetryTrace, request_policy, service_policy
 
 __all__ = [
@@ -209,7 +209,7 @@ class RestClient:
         self._session = requests.Session()
         # No default Accept-Encoding: "no header" is how the tunnel says "uncompressed".
         self._session.headers.pop("Accept-Encoding", None)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+        adapter = GatherAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
