@@ -2,17 +2,20 @@
 
 A writer opened with an explicit block id streams its body while the caller writes, so the
 body cannot simply be produced again. :class:`SpooledBody` keeps every chunk that went out:
-the chunks themselves up to ``options.block_buffer_size`` bytes (as much as a buffered
-writer holds; they are immutable, so keeping them costs no copy), the rest in a temporary
+the chunks themselves while all such bodies of the process keep less than
+``options.block_buffer_size`` bytes together (what the buffered writers of a session
+share; the chunks are immutable, so keeping them costs no copy), the rest in a temporary
 file. When the request fails, the rest of the body is drained into the spool, so that the
-whole body can be sent again from there, since a block id is idempotent. A body whose producer aborted (the
-writer left its ``with`` block by an exception) is never re-sent: it is incomplete.
+whole body can be sent again from there, since a block id is idempotent. A body whose
+producer aborted (the writer left its ``with`` block by an exception) is never re-sent: it
+is incomplete.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -28,13 +31,37 @@ _READ = 1 << 20
 RESENDABLE = (TunnelConnectionError, InternalServerError, Throttled)
 
 
+class _HeldBytes:
+    """The bytes all :class:`SpooledBody` objects of the process keep in memory: one budget
+    (``options.block_buffer_size``) however many streamed writers are open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def take(self, size: int, limit: int) -> bool:
+        with self._lock:
+            if self.total + size > limit:
+                return False
+            self.total += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        with self._lock:
+            self.total -= size
+
+
+_HELD = _HeldBytes()
+
+
 class SpooledBody:
     """Passes ``chunks`` through once (:meth:`first_pass`) while keeping them; then
     iterating it gives the whole body again. Call :meth:`close` to drop what was kept.
 
     The chunks must be buffers nobody changes any more (what :class:`~.body.StreamingBody`
-    hands out). The first ``max_memory`` bytes (default ``options.block_buffer_size``) are
-    kept as the chunks themselves, without a copy; the rest goes to a temporary file.
+    hands out). They are kept as they are, without a copy, while the bodies of the process
+    keep less than ``max_memory`` bytes together (default ``options.block_buffer_size``);
+    the rest goes to a temporary file.
     """
 
     def __init__(self, chunks: Iterable[bytes | memoryview], max_memory: int | None = None):
@@ -47,7 +74,7 @@ class SpooledBody:
         self.aborted = False
 
     def _keep(self, chunk: bytes | memoryview) -> None:
-        if self._spill is None and self._held_bytes + len(chunk) <= self._max_memory:
+        if self._spill is None and _HELD.take(len(chunk), self._max_memory):
             self._held.append(chunk)
             self._held_bytes += len(chunk)
             return
@@ -92,7 +119,8 @@ class SpooledBody:
                 yield chunk
 
     def close(self) -> None:
-        self._held = []
+        _HELD.give_back(self._held_bytes)
+        self._held, self._held_bytes = [], 0
         if self._spill is not None:
             self._spill.close()
 
