@@ -35,17 +35,18 @@ _MAX_BUFFERS = 512
 
 def _send_vectored(sock: socket.socket, buffers: list[Any]) -> None:
     """``sendmsg`` all of ``buffers``, continuing after partial sends."""
-    views = [memoryview(b).cast("B") for b in buffers]
-    while views:
-        sent = sock.sendmsg(views[:_MAX_BUFFERS])
-        while sent:
-            n = len(views[0])
-            if sent >= n:
-                sent -= n
-                views.pop(0)
-            else:
-                views[0] = views[0][sent:]
-                sent = 0
+    start, count = 0, len(buffers)
+    while start < count:
+        batch = buffers[start : start + _MAX_BUFFERS]
+        sent = sock.sendmsg(batch)
+        for buf in batch:
+            size = len(buf)
+            if sent < size:
+                if sent:
+                    buffers[start] = memoryview(buf).cast("B")[sent:]
+                break
+            sent -= size
+            start += 1
 
 
 def _send(sock: Any, buffers: list[Any]) -> None:
@@ -76,6 +77,8 @@ def send_gathered(sock: Any, body: Iterable[Any], framed: bool) -> None:
             continue
         if isinstance(buf, str):
             buf = buf.encode("utf-8")
+        elif isinstance(buf, memoryview) and buf.itemsize != 1:
+            buf = buf.cast("B")  # so that len() counts bytes
         gathered.append(buf)
         size += len(buf)
         if size >= GATHER_BYTES or len(gathered) >= _MAX_BUFFERS - 2:
