@@ -326,7 +326,7 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for phase, who, work in PHASES:
-        for client in who:
+        for client in (c for c in who if c in results):
             runs = results[client]
             cpu_ratio = wall_ratio = ""
             if client == "ours" and "pyodps" in results:
@@ -354,6 +354,7 @@ def ratio(results: dict[str, list[dict[str, Any]]], phase: str, key: str) -> lis
 
 
 def check(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    measure.require(set(CLIENTS) <= set(results), "--check needs both clients")
     targets = measure.Targets()
     for phase, (cpu_ratio, server) in CPU_TARGETS.items():
         targets.at_least(

@@ -161,13 +161,12 @@ class Call:
         request-side faults armed for this request."""
         return await receive_body(
             self.request,
-            self.state.staging_dir,
             self.state.executor,
             work,
             abort_after=self.abort_request_after,
             on_abort=self.abort_connection,
             corrupt_at=self.corrupt_request_at,
-            open_spools=self.state.open_spools,
+            open_pipes=self.state.open_pipes,
             content_md5=self.header("content-md5"),
         )
 

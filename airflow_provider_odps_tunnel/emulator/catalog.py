@@ -5,7 +5,7 @@ Layout (one directory per object; every JSON file is replaced atomically, see ``
     projects/<project>/project.json
     projects/<project>/tables/<table>/table.json           schema, primary key, buckets, id
     projects/<project>/tables/<table>/partitions/<key>.json  one manifest per partition
-    projects/<project>/tables/<table>/data/<uuid>.parquet    data files (immutable)
+    projects/<project>/tables/<table>/data/<uuid>.arrow      data files (immutable, ``datafiles``)
     projects/<project>/volumes/<volume>/...                   volume files
     projects/<project>/schemas/<schema>/schema.json           a schema other than ``default``
     projects/<project>/schemas/<schema>/tables/<table>/...    its tables, laid out as above
@@ -39,12 +39,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 
-from . import columnar
+from . import columnar, datafiles
 from .errors import EmulatorError
 from .fsutil import TMP_SUFFIX, atomic_write_json, fsync_dir, read_json
 
@@ -70,7 +69,7 @@ def _check_name(kind: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class DataFile:
-    """One immutable Parquet file of a table and its row count."""
+    """One immutable data file of a table and its row count."""
 
     name: str
     rows: int
@@ -384,11 +383,11 @@ class Catalog:
 
     def _with_nulls(self, info: TableInfo, data_file: DataFile, added: pa.Schema) -> DataFile:
         """A registered copy of ``data_file`` with the ``added`` columns, all NULL."""
-        data = pq.read_table(info.data_dir / data_file.name)
+        data = datafiles.read_table(info.data_dir / data_file.name)
         for field_ in added:
             data = data.append_column(field_, pa.nulls(data.num_rows, field_.type))
         out = self.new_data_file(info)
-        pq.write_table(data, out)
+        datafiles.write_table(out, data)
         return DataFile(self.register(info, out), data_file.rows)
 
     def get_table(self, project: str, table: str, schema_name: str | None = None) -> TableInfo:
@@ -617,7 +616,7 @@ class Catalog:
 
     def new_data_file(self, info: TableInfo) -> Path:
         """A fresh path for a data file being written (``.part`` until registered)."""
-        return info.data_dir / f"{uuid.uuid4().hex}.parquet{PART_SUFFIX}"
+        return info.data_dir / f"{uuid.uuid4().hex}{datafiles.SUFFIX}{PART_SUFFIX}"
 
     def register(self, info: TableInfo, part_path: Path) -> str:
         """Publish a written ``.part`` file under its final name; caller holds the lock."""
@@ -643,8 +642,8 @@ class Catalog:
     def _collect_garbage(self, info: TableInfo) -> None:
         """Delete data files no manifest and no live session references."""
         referenced = self._referenced(info)
-        for path in info.data_dir.glob("*.parquet"):
-            if path.name not in referenced:
+        for path in info.data_dir.glob("*"):
+            if datafiles.is_data_file(path.name) and path.name not in referenced:
                 path.unlink(missing_ok=True)
 
     def collect_garbage(self, project: str, table: str, schema_name: str | None = None) -> None:
@@ -669,10 +668,7 @@ class Catalog:
         schema = info.arrow_schema()
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
-        tables = [
-            pq.read_table(info.data_dir / f.name, columns=schema.names, schema=schema)
-            for f in snapshot.files
-        ]
+        tables = [datafiles.read_table(info.data_dir / f.name, schema) for f in snapshot.files]
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
     def read_table(

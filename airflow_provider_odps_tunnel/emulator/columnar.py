@@ -1,4 +1,4 @@
-"""How table data is held in Arrow (and so in Parquet): types and value conversions.
+"""How table data is held in Arrow (and so in data files): types and value conversions.
 
 The storage type of every ODPS type is the Arrow type of the tunnel's Arrow path (protocol
 §6.3, as pyodps reads and writes it), so an Arrow upload is stored and an Arrow download is
@@ -154,11 +154,26 @@ def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Record
     for idx, field in enumerate(schema):
         dt = odps.parse_type(field.metadata[ODPS_TYPE_KEY].decode())
         values = [row[idx] for row in rows]
-        conv = _to_storage(dt)
-        if conv is not None:
-            values = [None if v is None else conv(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
+        arrays.append(_to_array(values, dt, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _to_array(values: list[Any], dt: odps.DataType, arrow_type: pa.DataType) -> pa.Array:
+    """The storage array of one column's decoded values.
+
+    A DECIMAL column is converted as it is when it can be: a value with more fractional
+    digits than the column keeps makes Arrow refuse the whole column, and only then is
+    every value rescaled first (which is what a lossless conversion would leave alone).
+    """
+    conv = _to_storage(dt)
+    if conv is not None and isinstance(dt, odps.Decimal):
+        try:
+            return pa.array(values, type=arrow_type)
+        except pa.ArrowInvalid:
+            pass
+    if conv is not None:
+        values = [None if v is None else conv(v) for v in values]
+    return pa.array(values, type=arrow_type)
 
 
 # ------------------------------------------------------------------ storage -> Python value

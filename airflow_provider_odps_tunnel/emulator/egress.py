@@ -1,9 +1,9 @@
 """Serving committed data: row ranges of a snapshot as record, Arrow or IPC bodies.
 
-Rows are read from the snapshot's Parquet files a row group at a time (whole files and row
-groups before the range are skipped by their row counts), encoded, and yielded as chunks of
-about :data:`CHUNK` bytes, optionally compressed, so a response of any size holds one batch
-and one chunk in memory.
+Rows are read from the snapshot's data files a stored batch at a time (whole files and
+batches before the range are skipped by their row counts, see ``datafiles``), encoded, and
+yielded as chunks of about :data:`CHUNK` bytes, optionally compressed, so a response of any
+size holds one batch and one chunk in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow_provider_odps_tunnel.tunnel.codec import types as _odps
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import ArrowFrameEncoder
@@ -29,7 +28,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.record_codec import (
 from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 from airflow_provider_odps_tunnel.tunnel.errors import TunnelError
 
-from . import columnar
+from . import columnar, datafiles
 from .catalog import DataFile
 from .errors import EmulatorError
 
@@ -44,7 +43,6 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
-_READ_BATCH = 8192
 ARROW_CHUNK_SIZE = 65536
 
 
@@ -54,7 +52,6 @@ def read_range(
     start: int,
     count: int,
     columns: list[str],
-    batch_rows: int = _READ_BATCH,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of rows ``start .. start+count`` of ``files`` (in order), given columns."""
     skip, remaining = start, count
@@ -64,26 +61,10 @@ def read_range(
         if skip >= data_file.rows:
             skip -= data_file.rows
             continue
-        parquet = pq.ParquetFile(data_dir / data_file.name)
-        for group in range(parquet.num_row_groups):
-            if remaining <= 0:
-                return
-            size = parquet.metadata.row_group(group).num_rows
-            if skip >= size:
-                skip -= size
-                continue
-            for batch in parquet.iter_batches(
-                batch_size=batch_rows, row_groups=[group], columns=columns
-            ):
-                if skip >= batch.num_rows:
-                    skip -= batch.num_rows
-                    continue
-                part = batch.slice(skip, remaining)
-                skip = 0
-                remaining -= part.num_rows
-                yield part
-                if remaining <= 0:
-                    return
+        for batch in datafiles.read_range(data_dir / data_file.name, skip, remaining, columns):
+            remaining -= batch.num_rows
+            yield batch
+        skip = 0
 
 
 def record_body(

@@ -1,11 +1,13 @@
-"""Turning an upload body into a Parquet data file, with bounded memory.
+"""Turning an upload body into a data file, with bounded memory.
 
-The body is streamed (already de-chunked by the HTTP server) into a staging file by the event
-loop, while a worker thread reads that file as it grows, decompresses it per
+The event loop hands the body (already de-chunked by the HTTP server) to a worker thread
+through a :class:`BodyPipe` as it arrives; the worker decompresses it per
 ``Content-Encoding``, decodes and verifies it (record CRCs and footer, or Arrow chunk CRCs)
-and writes Parquet row groups. Network receive and decoding thus overlap, and neither side
-holds more than one batch. The staging file is deleted afterwards; the Parquet file is
-fsynced and left as ``<uuid>.parquet.part`` for the caller to register under the table lock.
+and writes the batches to a data file (``datafiles``). Network receive and decoding thus
+overlap, and at most :data:`PIPE_BYTES` of body wait between them: the pipe pushes back on
+the event loop (and so on the client's socket) when the worker falls behind. The data file
+is fsynced and left as ``<uuid>.arrow.part`` for the caller to register under the table
+lock.
 """
 
 from __future__ import annotations
@@ -15,16 +17,14 @@ import base64
 import contextlib
 import datetime as _dt
 import hashlib
-import os
 import threading
-import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from starlette.requests import ClientDisconnect
 
 from airflow_provider_odps_tunnel.tunnel.codec.arrow_framing import (
@@ -37,84 +37,146 @@ from airflow_provider_odps_tunnel.tunnel.codec.schema import Column
 from airflow_provider_odps_tunnel.tunnel.errors import ChecksumError, DataStreamError, TunnelError
 
 from . import columnar
+from .datafiles import DataFileWriter
 from .errors import EmulatorError
 
 __all__ = [
-    "Spool",
-    "ParquetSink",
+    "BodyPipe",
+    "DataSink",
     "receive_body",
-    "records_to_parquet",
-    "arrow_to_parquet",
+    "records_to_file",
+    "arrow_to_file",
     "check_field_sizes",
     "check_content_md5",
+    "abort_pipes",
     "ConnectionAborted",
+    "PIPE_BYTES",
 ]
 
 T = TypeVar("T")
-# Rows per Parquet row group / decode batch, and the wire bytes after which a batch is cut
-# short (so rows of large strings do not pile up).
+# Rows per decoded record batch, and the wire bytes after which a batch is cut short (so
+# rows of large strings do not pile up).
 BATCH_ROWS = 16384
 BATCH_BYTES = 16 * 1024 * 1024
-_READ_SIZE = 256 * 1024
-# Dictionary encoding costs more CPU than the rest of a write; the emulator favours speed
-# over file size.
-PARQUET_OPTIONS = {"compression": "lz4", "use_dictionary": False}
+# What a read without a size returns at most.
+_READ_SIZE = 1 << 20
+#: Body bytes that may wait between the event loop and the decoding worker.
+PIPE_BYTES = 4 << 20
 
 
 class ConnectionAborted(Exception):
     """The connection was dropped on purpose (fault injection)."""
 
 
-class Spool:
-    """A staging file written by the event loop and read, as it grows, by a worker thread."""
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._writer = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in finish()
-        self._reader = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+
+class BodyPipe:
+    """A request body on its way from the event loop (``put``) to a worker (``read``).
+
+    Chunks are passed by reference, not copied or spooled to disk; a read joins the chunks
+    it spans. Hand-offs are few: the worker is woken only once the bytes it asked for are
+    there (or the body ended), and the event loop waits in ``put`` only when
+    :data:`PIPE_BYTES` are already waiting, until the worker has taken half of them.
+    After the worker is done (``close``), whatever else arrives is dropped.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = PIPE_BYTES):
+        self._loop = loop
+        self._limit = limit
         self._cond = threading.Condition()
-        self._size = 0
+        self._chunks: deque[bytes] = deque()
+        self._head = 0  # bytes of _chunks[0] already read
+        self._size = 0  # bytes waiting
+        self._wanted = 0  # what the waiting reader needs; 0 when it is not waiting
+        self._space: asyncio.Future | None = None  # the event loop waiting for room
         self._done = False
         self._failed = False
+        self._closed = False
 
-    def write(self, data: bytes) -> None:
-        self._writer.write(data)
+    async def put(self, chunk: bytes) -> None:
+        """Pass on the next piece of the body (event loop); waits while the pipe is full."""
         with self._cond:
-            self._size += len(data)
-            self._cond.notify_all()
+            if self._closed:
+                return
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            full = self._size >= self._limit
+            if full:
+                self._space = self._loop.create_future()
+            if self._wanted and (full or self._size >= self._wanted):
+                self._cond.notify()
+            space = self._space
+        if full and space is not None:
+            await space
 
     def finish(self, ok: bool) -> None:
         """End of the body (``ok``) or the client went away (the reader then fails)."""
-        if not self._writer.closed:
-            self._writer.close()
         with self._cond:
-            self._done = True
-            self._failed = not ok
+            if not self._done:
+                self._done = True
+                self._failed = not ok
             self._cond.notify_all()
 
     def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes, waiting for the writer; b"" only at the end of the body."""
+        """``size`` bytes (fewer only at the end of the body), waiting for the event loop;
+        b"" at the end. ``IncompleteBody`` if the client went away first."""
         if size is None or size < 0:
             size = _READ_SIZE
-        while True:
-            data = self._reader.read(size)
-            if data:
-                return data
-            with self._cond:
-                while self._reader.tell() >= self._size and not self._done:
-                    self._cond.wait()
-                if self._reader.tell() >= self._size:
-                    if self._failed:
-                        raise EmulatorError(
-                            "IncompleteBody", "the client closed the connection mid-body", 400
-                        )
-                    return b""
+        with self._cond:
+            need = min(size, self._limit)
+            while self._size < need and not self._done and self._space is None:
+                self._wanted = need
+                self._cond.wait()
+            self._wanted = 0
+            if not self._size:
+                if self._failed:
+                    raise EmulatorError(
+                        "IncompleteBody", "the client closed the connection mid-body", 400
+                    )
+                return b""
+            parts = self._take(size)
+            if self._size <= self._limit // 2:
+                self._release()
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
+
+    def _take(self, size: int) -> list[bytes | memoryview]:
+        """Up to ``size`` waiting bytes, as pieces of the chunks (caller holds the lock)."""
+        parts: list[bytes | memoryview] = []
+        need = size
+        while need and self._chunks:
+            chunk = self._chunks[0]
+            left = len(chunk) - self._head
+            if left <= need:
+                parts.append(chunk if not self._head else memoryview(chunk)[self._head :])
+                self._chunks.popleft()
+                self._head = 0
+                need -= left
+            else:
+                parts.append(memoryview(chunk)[self._head : self._head + need])
+                self._head += need
+                need = 0
+        self._size -= size - need
+        return parts
 
     def close(self) -> None:
-        self.finish(ok=self._done and not self._failed)
-        self._reader.close()
-        self.path.unlink(missing_ok=True)
+        """The reader is done (worker): drop what waits and what still arrives."""
+        with self._cond:
+            self._closed = True
+            self._chunks.clear()
+            self._size = 0
+            self._release()
+
+    def _release(self) -> None:
+        """Let a ``put`` waiting for room go on (caller holds the lock)."""
+        if self._space is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(_wake, self._space)
+            self._space = None
 
 
 def data_error(exc: TunnelError) -> EmulatorError:
@@ -127,16 +189,15 @@ def data_error(exc: TunnelError) -> EmulatorError:
 
 async def receive_body(
     request: Any,
-    staging_dir: Path,
     executor: Any,
     work: Callable[[BinaryIO], T],
     abort_after: int | None = None,
     on_abort: Callable[[], None] | None = None,
     corrupt_at: int | None = None,
-    open_spools: set[Spool] | None = None,
+    open_pipes: set[BodyPipe] | None = None,
     content_md5: str | None = None,
 ) -> T:
-    """Stream the request body into a staging file while ``work`` consumes it in a thread.
+    """Stream the request body through a :class:`BodyPipe` to ``work``, run in a thread.
 
     ``work`` gets the (not yet decompressed) body as a binary stream and returns the result.
     If ``work`` fails early, the rest of the body is read and discarded so the client gets
@@ -147,11 +208,18 @@ async def receive_body(
     A ``content_md5`` (the request's ``Content-MD5``) that is not the digest of the body as
     received fails the request with ``BadDigest``, and ``work`` keeps nothing.
     """
-    spool = Spool(staging_dir / uuid.uuid4().hex)
-    if open_spools is not None:
-        open_spools.add(spool)
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(executor, work, spool)
+    pipe = BodyPipe(loop)
+    if open_pipes is not None:
+        open_pipes.add(pipe)
+
+    def consume() -> T:
+        try:
+            return work(pipe)
+        finally:
+            pipe.close()
+
+    future = loop.run_in_executor(executor, consume)
     received = 0
     digest = hashlib.md5(usedforsecurity=False) if content_md5 is not None else None
     try:
@@ -159,8 +227,8 @@ async def receive_body(
             if not chunk or future.done():
                 continue  # a failed decoder: drain the body, keep nothing
             if abort_after is not None and received + len(chunk) >= abort_after:
-                spool.write(chunk[: max(abort_after - received, 0)])
-                spool.finish(ok=False)
+                await pipe.put(chunk[: max(abort_after - received, 0)])
+                pipe.finish(ok=False)
                 if on_abort is not None:
                     on_abort()
                 raise ConnectionAborted()
@@ -169,30 +237,25 @@ async def receive_body(
                 if 0 <= at < len(chunk):
                     chunk = chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1 :]
                     corrupt_at = None
-            spool.write(chunk)
             received += len(chunk)
             if digest is not None:
                 digest.update(chunk)
+            await pipe.put(chunk)
         if digest is not None and not future.done():  # (done: failed early, skipped chunks)
             # Before the body counts as complete: on a mismatch ``work`` fails and discards.
             check_content_md5(content_md5, digest.digest())
-        spool.finish(ok=True)
+        pipe.finish(ok=True)
     except ClientDisconnect:
-        spool.finish(ok=False)
+        pipe.finish(ok=False)
     except BaseException:
-        spool.finish(ok=False)
+        pipe.finish(ok=False)
         with contextlib.suppress(Exception):  # the connection error is what matters
             await future
-        spool.close()
-        if open_spools is not None:
-            open_spools.discard(spool)
         raise
-    try:
-        return await future
     finally:
-        spool.close()
-        if open_spools is not None:
-            open_spools.discard(spool)
+        if open_pipes is not None:
+            open_pipes.discard(pipe)
+    return await future
 
 
 def check_content_md5(header: str | None, digest: bytes) -> None:
@@ -210,17 +273,21 @@ def check_content_md5(header: str | None, digest: bytes) -> None:
         )
 
 
-def abort_spools(open_spools: set[Spool]) -> None:
+def abort_pipes(open_pipes: set[BodyPipe]) -> None:
     """Fail every body still being received: its worker stops with ``IncompleteBody``."""
-    for spool in list(open_spools):
-        spool.finish(ok=False)
+    for pipe in list(open_pipes):
+        pipe.finish(ok=False)
 
 
 def check_field_sizes(batch: pa.RecordBatch, limit: int) -> None:
-    """Reject string and binary values longer than the session's ``MaxFieldSize``."""
+    """Reject string and binary values longer than the session's ``MaxFieldSize``.
+
+    A column whose value bytes all together fit the limit is not looked at value by value.
+    """
     for field, array in zip(batch.schema, batch.columns, strict=True):
         if pa.types.is_string(field.type) or pa.types.is_binary(field.type):
-            if len(array) == 0 or array.null_count == len(array):
+            data = array.buffers()[2]
+            if data is None or data.size <= limit or array.null_count == len(array):
                 continue
             longest = pc.max(pc.binary_length(array)).as_py()
             if longest is not None and longest > limit:
@@ -232,35 +299,17 @@ def check_field_sizes(batch: pa.RecordBatch, limit: int) -> None:
                 )
 
 
-class ParquetSink:
-    """Writes batches to ``<path>`` (a ``.part`` file), then fsyncs it."""
+class DataSink(DataFileWriter):
+    """A data file writer that first rejects values longer than ``max_field_size``."""
 
     def __init__(self, path: Path, schema: pa.Schema, max_field_size: int):
-        self.path = path
-        self.schema = schema
+        super().__init__(path, schema)
         self.max_field_size = max_field_size
-        self.rows = 0
-        self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
             check_field_sizes(batch, self.max_field_size)
-            self._writer.write_batch(batch, row_group_size=BATCH_ROWS * 4)
-            self.rows += batch.num_rows
-
-    def close(self) -> None:
-        self._writer.close()
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def discard(self) -> None:
-        try:
-            self._writer.close()
-        finally:
-            self.path.unlink(missing_ok=True)
+            super().write(batch)
 
 
 def _ensure_ended(stream: BinaryIO) -> None:
@@ -270,7 +319,7 @@ def _ensure_ended(stream: BinaryIO) -> None:
         )
 
 
-def records_to_parquet(
+def records_to_file(
     raw: BinaryIO,
     content_encoding: str | None,
     wire_columns: Sequence[Column],
@@ -279,12 +328,12 @@ def records_to_parquet(
     max_field_size: int,
     transform: Callable[[list[Any]], list[Any]] | None = None,
 ) -> int:
-    """Decode a record body into a Parquet file; returns the row count.
+    """Decode a record body into a data file; returns the row count.
 
     ``wire_columns`` number the fields; ``transform`` maps a batch of decoded rows onto
     ``schema``'s columns (identity when the wire and storage columns are the same).
     """
-    sink = ParquetSink(out, schema, max_field_size)
+    sink = DataSink(out, schema, max_field_size)
     try:
         stream = decompressing_stream(raw, content_encoding)
         decoder = RecordDecoder(
@@ -323,20 +372,24 @@ def records_to_parquet(
     return sink.rows
 
 
-def arrow_to_parquet(
+def arrow_to_file(
     raw: BinaryIO,
     content_encoding: str | None,
     schema: pa.Schema,
     out: Path,
     max_field_size: int,
 ) -> int:
-    """Decode a framed Arrow body (protocol §6.2) into a Parquet file; returns the rows."""
-    sink = ParquetSink(out, schema, max_field_size)
+    """Decode a framed Arrow body (protocol §6.2) into a data file; returns the rows.
+
+    Batches are stored as decoded: they differ from ``schema`` only in its field metadata,
+    which the file carries once.
+    """
+    sink = DataSink(out, schema, max_field_size)
     wire = pa.schema([pa.field(f.name, f.type) for f in schema])
     try:
         stream = decompressing_stream(raw, content_encoding)
         for batch in read_payload_batches(ArrowFrameDecoder(stream), wire):
-            sink.write(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+            sink.write(batch)
         _ensure_ended(stream)
         sink.close()
     except TunnelError as exc:

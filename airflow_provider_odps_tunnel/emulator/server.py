@@ -36,6 +36,7 @@ from .app import EmulatorApp
 from .catalog import Catalog
 from .clock import Clock
 from .faults import FaultRegistry
+from .http_protocol import http_protocol
 from .state import EmulatorConfig, EmulatorState
 
 __all__ = ["Emulator", "RemoteFaults", "RemoteClock", "serve", "option_args", "SERVE_OPTIONS"]
@@ -294,6 +295,7 @@ def serve(
             access_log=False,
             lifespan="off",
             timeout_keep_alive=120,
+            http=http_protocol(),
         ),
         on_started,
         stop,

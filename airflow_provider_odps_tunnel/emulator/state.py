@@ -10,7 +10,7 @@ from typing import Any
 from .catalog import Catalog
 from .clock import Clock
 from .faults import FaultRegistry
-from .ingest import Spool, abort_spools
+from .ingest import BodyPipe, abort_pipes
 from .instances import InstanceStore
 from .limits import RateLimit, RateLimiter, name_list
 from .pins import FilePins
@@ -148,7 +148,7 @@ class EmulatorState:
             if leftover.is_file():
                 leftover.unlink()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="emulator-work")
-        self.open_spools: set[Spool] = set()
+        self.open_pipes: set[BodyPipe] = set()
         self.port = config.port
 
     @property
@@ -157,6 +157,6 @@ class EmulatorState:
         return f"{self.config.host}:{self.port}"
 
     def close(self) -> None:
-        abort_spools(self.open_spools)  # a worker must never wait for a body that stopped
+        abort_pipes(self.open_pipes)  # a worker must never wait for a body that stopped
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.request_log.close()

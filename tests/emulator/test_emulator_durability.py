@@ -133,7 +133,7 @@ def test_overwrite_retried_after_a_crash_removes_the_replaced_files(tmp_path):
         manifest_files = {
             f["name"] for p in (info.path / "partitions").glob("*.json") for f in _json(p)["files"]
         }
-        assert {p.name for p in info.data_dir.glob("*.parquet")} == manifest_files
+        assert {p.name for p in info.data_dir.glob("*.arrow")} == manifest_files
     finally:
         if emu.running:
             emu.stop()

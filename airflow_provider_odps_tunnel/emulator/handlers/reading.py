@@ -1,6 +1,6 @@
 """What table and instance downloads share: row ranges, column selection, the body.
 
-Both read a pinned list of Parquet files. ``rowrange=(start,count)`` has its count clamped
+Both read a pinned list of data files. ``rowrange=(start,count)`` has its count clamped
 to the rows that exist (only a start past the end is ``InvalidRowRange``); record bodies
 number fields in the order of ``columns``, Arrow bodies carry the selected columns in table
 order (protocol §6.4). Instance results on the Arrow path send TIMESTAMP values as

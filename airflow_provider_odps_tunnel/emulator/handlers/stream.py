@@ -36,7 +36,7 @@ from .. import replays
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import records_to_parquet
+from ..ingest import records_to_file
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write", "abort"]
@@ -173,7 +173,7 @@ async def write(call: Call) -> Response:
     wire = _session_schema(session, info).simple_columns
     out = state.catalog.new_data_file(info)
     work = functools.partial(
-        records_to_parquet,
+        records_to_file,
         content_encoding=call.header("content-encoding"),
         wire_columns=wire,
         schema=info.arrow_schema(),

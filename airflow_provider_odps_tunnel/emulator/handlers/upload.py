@@ -1,6 +1,6 @@
 """Block upload sessions (protocol §3.2): create, reload, write blocks, commit.
 
-Each block PUT becomes one durable Parquet file referenced by the session (a rewrite of the
+Each block PUT becomes one durable data file referenced by the session (a rewrite of the
 same block id replaces it). Commit publishes all uploaded blocks, in block id order, to the
 partition's manifest in one atomic rename; the manifest remembers the session, so a commit
 interrupted by a crash is completed once. A commit of a session that is already committed
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
 from ..errors import EmulatorError
-from ..ingest import arrow_to_parquet, records_to_parquet
+from ..ingest import arrow_to_file, records_to_file
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write_block", "commit", "MAX_BLOCK_ID"]
@@ -97,7 +97,7 @@ async def write_block(call: Call) -> Response:
     schema = info.arrow_schema()
     if arrow:
         work = functools.partial(
-            arrow_to_parquet,
+            arrow_to_file,
             content_encoding=encoding,
             schema=schema,
             out=out,
@@ -105,7 +105,7 @@ async def write_block(call: Call) -> Response:
         )
     else:
         work = functools.partial(
-            records_to_parquet,
+            records_to_file,
             content_encoding=encoding,
             wire_columns=info.schema.simple_columns,
             schema=schema,

@@ -43,7 +43,6 @@ import time
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from starlette.responses import Response
 
 from airflow_provider_odps_tunnel.tunnel.codec.hasher import RowHasher
@@ -52,9 +51,9 @@ from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 from .. import columnar, replays
 from ..call import Call, json_response, metrics_header
 from ..catalog import DataFile, TableInfo
+from ..datafiles import read_table, write_table
 from ..errors import HOST_ID, EmulatorError
-from ..fsutil import fsync_file
-from ..ingest import PARQUET_OPTIONS, records_to_parquet
+from ..ingest import records_to_file
 from ..sessions import check_writable
 
 __all__ = ["create", "reload", "write", "commit", "abort"]
@@ -270,7 +269,7 @@ async def write(call: Call) -> Response:
     nbuckets = sum(len(b) for b in slot_buckets)
     out = state.catalog.new_data_file(info)
     work = functools.partial(
-        records_to_parquet,
+        records_to_file,
         content_encoding=call.header("content-encoding"),
         wire_columns=upsert_wire_columns(info.schema),
         schema=_pending_schema(info),
@@ -406,8 +405,7 @@ def _commit(call: Call, info: TableInfo, session_id: str) -> dict[str, Any]:
             files = []
             if merged.num_rows:
                 out = catalog.new_data_file(info)
-                pq.write_table(merged, out, row_group_size=65536, **PARQUET_OPTIONS)
-                fsync_file(out)
+                write_table(out, merged)
                 files.append(DataFile(catalog.register(info, out), merged.num_rows))
             catalog.publish(info, spec, files, session_id)
         delay = state.config.upsert_commit_delay
@@ -445,7 +443,7 @@ def _merge(info: TableInfo, base: pa.Table, session: dict[str, Any]) -> pa.Table
 
 def _read_pending(path: Any) -> pa.Table:
     """A pending file; one written before ``__value_cols`` was kept gets empty lists."""
-    table = pq.read_table(path)
+    table = read_table(path)
     if VALUE_COLS_COLUMN not in table.column_names:
         empty = pa.array([[]] * table.num_rows, pa.list_(pa.int64()))
         table = table.append_column(VALUE_COLS_COLUMN, empty)

@@ -3,7 +3,7 @@
 Statements run one after the other; each gets a fresh in-memory DuckDB connection whose
 views show the tables' committed data at that moment (``views``), so a statement sees
 everything the statements before it committed. DDL acts on the catalog directly; INSERT
-and CTAS stream rows from DuckDB into Parquet and commit like a tunnel commit (``writes``);
+and CTAS stream rows from DuckDB into data files and commit like a tunnel commit (``writes``);
 a query's result is materialised for the instance tunnel (``results``). A failure stops the
 script and is raised as :class:`SqlError` carrying the service's error text.
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import datafiles
 from ..catalog import Catalog, TableInfo
 from ..errors import EmulatorError
 from ..pins import FilePins
@@ -112,7 +113,9 @@ class SqlEngine:
         self._local.zone = self.zone(project, settings)
         for index, (tokens, stmt) in enumerate(parsed):
             try:
-                produced = self._execute(project, stmt, out_dir / f"result-{index}.parquet")
+                produced = self._execute(
+                    project, stmt, out_dir / f"result-{index}{datafiles.SUFFIX}"
+                )
             except SqlError as exc:
                 raise self._at(exc, text, tokens[0].pos) from None
             if produced is not None:

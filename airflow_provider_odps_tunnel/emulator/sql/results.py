@@ -1,6 +1,6 @@
 """Running a query and keeping its result where the instance tunnel can serve it.
 
-The result is streamed from DuckDB in Arrow batches into one Parquet file (storage types of
+The result is streamed from DuckDB in Arrow batches into one data file (storage types of
 ``columnar``, so the instance tunnel serves it like table data) and its first rows are also
 rendered as the CSV text the service returns as a SELECT task's result. Column names follow
 ODPS: a plain column keeps its (lower-case) name, an unnamed expression is ``_c<index>``.
@@ -30,7 +30,7 @@ from airflow_provider_odps_tunnel.tunnel.codec.schema import Column, TableSchema
 
 from .. import columnar
 from ..catalog import DataFile
-from ..ingest import ParquetSink
+from ..ingest import DataSink
 from . import intervals
 from .typemap import odps_type_of_arrow, quote_ident
 from .zoned import to_instant
@@ -49,7 +49,7 @@ NULL_TOKEN = "\\N"
 
 @dataclass
 class QueryResult:
-    """A materialised result: its schema, Parquet files, row count and CSV text."""
+    """A materialised result: its schema, data files, row count and CSV text."""
 
     schema: TableSchema
     files: list[DataFile]
@@ -216,7 +216,7 @@ def materialise(
     zone: str = "UTC",
     interval_kind: str = "day_time",
 ) -> QueryResult:
-    """Run query ``sql`` on ``con``; keep the result in the Parquet file ``path``.
+    """Run query ``sql`` on ``con``; keep the result in the data file ``path``.
 
     ``zone`` is the statement's time zone; ``interval_kind`` the kind of the INTERVAL
     columns whose values do not tell (:func:`intervals.result_kind`).
@@ -230,7 +230,7 @@ def materialise(
     ]
     schema = TableSchema(columns)
     storage = columnar.storage_schema(columns)
-    sink = ParquetSink(path, storage, max_field_size)
+    sink = DataSink(path, storage, max_field_size)
     preview: list[pa.RecordBatch] = []
     kept = 0
     try:

@@ -4,18 +4,18 @@ Each project a statement may name becomes a DuckDB catalog (an attached in-memor
 database) and each table it names a view in it: a table of the ``default`` schema in the
 catalog's ``main`` schema, so ``t`` and ``project.t`` resolve as in ODPS, and a table of
 another schema in a DuckDB schema of that name, so ``project.schema.t`` does too. A view is
-the union of the table's partitions, each reading the Parquet files its manifest
-lists (the same snapshot rule as a download session) with the partition values as typed
-constant columns. Column types are cast to ``typemap``'s DuckDB types (DATETIME as
-``TIMESTAMP_MS``, ...). The files read are pinned for the statement's duration.
+the union of the table's partitions, each scanning the data files its manifest lists (the
+same snapshot rule as a download session; Arrow IPC files, or Parquet ones of earlier
+versions) as one Arrow dataset, with the partition values as typed constant columns.
+Column types are cast to ``typemap``'s DuckDB types (DATETIME as ``TIMESTAMP_MS``, ...).
+The files read are pinned for the statement's duration.
 
-Two columns kinds are not read by ``read_parquet`` as they are:
+Two columns kinds are not read as they are stored:
 
 * DECIMAL wider than DuckDB's 38 digits (the bare ``DECIMAL``, i.e. ``decimal(54,18)``):
-  DuckDB would read these Parquet columns as DOUBLE, so the partition is scanned through an
-  Arrow dataset that reads them as their exact decimal text, which the view casts to
-  ``DECIMAL(38,s)``. A value with more integer digits than that holds fails the statement
-  (a DuckDB conversion error) instead of being rounded.
+  DuckDB cannot take these Arrow columns, so the dataset reads them as their exact decimal
+  text, which the view casts to ``DECIMAL(38,s)``. A value with more integer digits than
+  that holds fails the statement (a DuckDB conversion error) instead of being rounded.
 * DATETIME and TIMESTAMP are stored as epoch instants (UTC wall clock); the view shows
   them as wall clock in the statement's time zone (``odps.sql.timezone``), so literals,
   casts and date functions work in that zone as on the service (``zoned``).
@@ -28,11 +28,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from airflow_provider_odps_tunnel.tunnel.codec import types as odps
 from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
 
+from .. import datafiles
 from ..catalog import Catalog, TableInfo
 from ..errors import EmulatorError
 from ..pins import PinScope
@@ -91,15 +91,13 @@ def _column_sql(name: str, dt: odps.DataType, zone: str) -> str:
 
 
 def _source_sql(con: Any, info: TableInfo, paths: list[str]) -> str:
-    """What a partition's files are read with: ``read_parquet``, or an Arrow dataset that
-    reads DECIMALs wider than DuckDB's as exact text (DuckDB would read them as DOUBLE)."""
+    """The name of the Arrow dataset a partition's files are read through, registered on
+    ``con``; DECIMALs wider than DuckDB's are read as their exact text."""
     wide = {c.name for c in info.schema.simple_columns if _wide_decimal(c.type)}
-    if not wide:
-        return f"read_parquet([{', '.join(_literal(p) for p in paths)}])"
     storage = info.arrow_schema()
     schema = pa.schema([f.with_type(pa.string()) if f.name in wide else f for f in storage])
     name = f"__odps_files_{next(_datasets)}"
-    con.register(name, ds.dataset(paths, schema=schema, format="parquet"))
+    con.register(name, datafiles.dataset(paths, schema))
     return quote_ident(name)
 
 

@@ -1,6 +1,6 @@
 """SQL writes into stored tables: INSERT INTO / OVERWRITE, CTAS data and TRUNCATE.
 
-A write first streams its rows from DuckDB into new Parquet files (``.part`` until
+A write first streams its rows from DuckDB into new data files (``.part`` until
 registered), then publishes them under the table lock exactly as a tunnel commit does: one
 atomic manifest rename per partition, so readers see all of a partition's new rows or none.
 A dynamic-partition INSERT publishes each partition it wrote in turn, all under one lock
@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow_provider_odps_tunnel.tunnel.codec import types as odps
 from airflow_provider_odps_tunnel.tunnel.codec.partition import PartitionSpec
 
 from ..catalog import Catalog, DataFile, TableInfo
+from ..datafiles import read_table, write_table
 from ..errors import EmulatorError
-from ..fsutil import fsync_file
-from ..ingest import PARQUET_OPTIONS, ParquetSink
+from ..ingest import DataSink
 from .errors import SqlError
 from .statements import Insert
 from .typemap import duckdb_type, quote_ident
@@ -104,20 +103,20 @@ def _select_sql(
 
 
 class _Sinks:
-    """One Parquet file per partition being written."""
+    """One data file per partition being written."""
 
     def __init__(self, catalog: Catalog, info: TableInfo, max_field_size: int):
         self.catalog = catalog
         self.info = info
         self.max_field_size = max_field_size
         self.storage = info.arrow_schema()
-        self.open: dict[tuple[tuple[str, str], ...], ParquetSink] = {}
+        self.open: dict[tuple[tuple[str, str], ...], DataSink] = {}
 
     def write(self, spec: dict[str, str], batch: pa.RecordBatch) -> None:
         key = tuple(spec.items())
         if key not in self.open:
             path = self.catalog.new_data_file(self.info)
-            self.open[key] = ParquetSink(path, self.storage, self.max_field_size)
+            self.open[key] = DataSink(path, self.storage, self.max_field_size)
         self.open[key].write(batch)
 
     def close(self) -> None:
@@ -214,7 +213,7 @@ def _merge_by_key(
 ) -> DataFile:
     """One file holding the partition after the new rows replaced their keys' old rows."""
     keys = info.primary_key
-    added = pq.read_table(info.data_dir / new.name)
+    added = read_table(info.data_dir / new.name)
     added_keys = list(zip(*(added.column(k).to_pylist() for k in keys), strict=True))
     if any(v is None for key in added_keys for v in key):
         raise SqlError.runtime(f"a primary key value ({', '.join(keys)}) is NULL")
@@ -227,8 +226,7 @@ def _merge_by_key(
         parts.insert(0, base.filter(pa.array([k not in last for k in base_keys], pa.bool_())))
     merged = pa.concat_tables(parts)
     out = catalog.new_data_file(info)
-    pq.write_table(merged, out, row_group_size=65536, **PARQUET_OPTIONS)
-    fsync_file(out)
+    write_table(out, merged)
     (info.data_dir / new.name).unlink(missing_ok=True)
     return DataFile(catalog.register(info, out), merged.num_rows)
 

@@ -20,8 +20,10 @@ they stay identical:
   truncation rules are the same, and a value the C path cannot read with certainty
   (invalid UTF-8, an over-long varint, a date out of range, a NaN float) is re-read by
   the reference's per-type decoder, which returns it or raises its error.
-* CRC32C comes from the ``crc32c`` package: one call per record on the record's CRC bytes,
-  through a reusable buffer object over C memory.
+* CRC32C is computed here in C (the CPU's CRC32 instruction where there is one, else
+  slicing-by-8 tables): a record's CRC bytes are a few dozen bytes, for which a call into
+  the ``crc32c`` package would cost more than the checksum itself. It is the same
+  function (tests compare it with the package).
 
 The Arrow path (``encode_arrow``) reads the Arrow buffers (validity bitmap, values,
 offsets) through the buffer protocol and writes each value without creating a Python
@@ -30,7 +32,6 @@ row. Values it cannot write with certainty send the row through the row path.
 """
 
 cimport cython
-from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize
 from cpython.bytes cimport PyBytes_GET_SIZE
@@ -62,9 +63,8 @@ import decimal as _decimal
 import struct
 import zoneinfo
 
-from crc32c import crc32c as _crc32c
-
 from airflow_provider_odps_tunnel.tunnel.codec import types as _types
+from airflow_provider_odps_tunnel.tunnel.codec.record import Record
 from airflow_provider_odps_tunnel.tunnel.errors import DataStreamError, RecordValidationError
 from airflow_provider_odps_tunnel.tunnel.errors import ChecksumError, StreamTruncatedError
 
@@ -96,14 +96,105 @@ cdef extern from *:
     """
     int rc_int128_digits(const unsigned char *p, char *out, int *negative) noexcept
 
+
+cdef extern from *:
+    """
+    /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), with the usual pre- and
+       post-inversion, continuing from `crc` as crc32c.crc32c(data, crc) does. */
+    static uint32_t rc_crc_table[8][256];
+
+    static uint32_t rc_crc32c_sw(uint32_t crc, const unsigned char *p, size_t n) {
+        crc = ~crc;
+        while (n >= 8) {
+            uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16
+                                 | (uint32_t)p[3] << 24);
+            crc = rc_crc_table[7][lo & 0xff] ^ rc_crc_table[6][(lo >> 8) & 0xff]
+                ^ rc_crc_table[5][(lo >> 16) & 0xff] ^ rc_crc_table[4][lo >> 24]
+                ^ rc_crc_table[3][p[4]] ^ rc_crc_table[2][p[5]] ^ rc_crc_table[1][p[6]]
+                ^ rc_crc_table[0][p[7]];
+            p += 8;
+            n -= 8;
+        }
+        while (n--) crc = rc_crc_table[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        return ~crc;
+    }
+
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __attribute__((target("sse4.2")))
+    static uint32_t rc_crc32c_hw(uint32_t crc, const unsigned char *p, size_t n) {
+        unsigned long long c = ~crc & 0xffffffffu;
+        while (n >= 8) {
+            unsigned long long w;
+            memcpy(&w, p, 8);
+            c = __builtin_ia32_crc32di(c, w);
+            p += 8;
+            n -= 8;
+        }
+        uint32_t c32 = (uint32_t)c;
+        while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+        return ~c32;
+    }
+    #define RC_CRC_HW 1
+    #elif defined(__aarch64__) && defined(__ARM_FEATURE_CRC32)
+    #include <arm_acle.h>
+    static uint32_t rc_crc32c_hw(uint32_t crc, const unsigned char *p, size_t n) {
+        crc = ~crc;
+        while (n >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            crc = __crc32cd(crc, w);
+            p += 8;
+            n -= 8;
+        }
+        while (n--) crc = __crc32cb(crc, *p++);
+        return ~crc;
+    }
+    #define RC_CRC_HW 1
+    #endif
+
+    static uint32_t (*rc_crc32c_impl)(uint32_t, const unsigned char *, size_t) = rc_crc32c_sw;
+
+    /* Fill the tables and pick the hardware version when the CPU has the instruction;
+       returns 1 when it does. */
+    static int rc_crc32c_init(void) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+            rc_crc_table[0][i] = c;
+        }
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = rc_crc_table[0][i];
+            for (int t = 1; t < 8; t++) {
+                c = rc_crc_table[0][c & 0xff] ^ (c >> 8);
+                rc_crc_table[t][i] = c;
+            }
+        }
+    #if defined(RC_CRC_HW) && defined(__x86_64__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("sse4.2")) rc_crc32c_impl = rc_crc32c_hw;
+    #elif defined(RC_CRC_HW)
+        rc_crc32c_impl = rc_crc32c_hw;
+    #endif
+        return rc_crc32c_impl != rc_crc32c_sw;
+    }
+
+    static inline uint32_t rc_crc32c(const char *data, Py_ssize_t n, uint32_t crc) {
+        return rc_crc32c_impl(crc, (const unsigned char *)data, (size_t)n);
+    }
+    """
+    int rc_crc32c_init() noexcept
+    uint32_t rc_crc32c(const char *data, Py_ssize_t n, uint32_t crc) noexcept
+    uint32_t rc_crc32c_sw(uint32_t crc, const unsigned char *p, size_t n) noexcept
+
 import_datetime()
+#: Whether records' CRC32C uses the CPU's instruction (else the tables).
+CRC_HARDWARE = bool(rc_crc32c_init())
 
 # ------------------------------------------------------------------------------ constants
 cdef uint64_t END_RECORD = 33553408
 cdef uint64_t META_COUNT = 33554430
 cdef Py_ssize_t FOLD_AT = 65536  # pending record CRCs are folded into the stream CRC here
 cdef Py_ssize_t FLUSH_AT = 1 << 20  # encode_many/encode_arrow hand records over in 1 MiB
-cdef char EMPTY[1]
 
 # days since 1970-01-01 of 0001-01-01 and 9999-12-31: the range of Python dates
 cdef int64_t MIN_DAYS = -719162
@@ -203,19 +294,47 @@ cdef inline uint64_t zigzag(int64_t v) noexcept:
     return (<uint64_t>v << 1) ^ <uint64_t>(v >> 63)
 
 
+cdef extern from *:
+    """
+    /* Whether a bytearray's buffer is exported (a memoryview holds it), so that resizing it
+       fails with BufferError. */
+    static int rc_bytearray_exported(PyObject *o) {
+        return ((PyByteArrayObject *)o)->ob_exports > 0;
+    }
+    """
+    bint rc_bytearray_exported(object o) noexcept
+
+
 cdef int check_growable(bytearray out) except -1:
     """Raise now (BufferError while ``out`` is exported) rather than after records were
     counted: the reference's ``out +=`` fails before it counts anything."""
-    cdef Py_ssize_t n = PyByteArray_GET_SIZE(out)
-    PyByteArray_Resize(out, n + 1)
-    PyByteArray_Resize(out, n)
+    if rc_bytearray_exported(out):
+        raise BufferError("Existing exports of data: object cannot be re-sized")
     return 0
+
+
+cdef extern from *:
+    """
+    /* Resize a bytearray to `size`, growing its allocation geometrically (by up to 1 MiB)
+       rather than by CPython's 12.5%: records are appended a few dozen bytes at a time, and
+       a 64 KiB chunk would otherwise take some sixty reallocations. */
+    static int rc_bytearray_resize(PyObject *o, Py_ssize_t size) {
+        PyByteArrayObject *b = (PyByteArrayObject *)o;
+        Py_ssize_t offset = b->ob_start - b->ob_bytes;
+        if (size >= 64 && size + offset + 1 > b->ob_alloc) {
+            Py_ssize_t extra = size < (1 << 20) ? size : (1 << 20);
+            if (PyByteArray_Resize(o, size + extra) < 0) return -1;
+        }
+        return PyByteArray_Resize(o, size);
+    }
+    """
+    int rc_bytearray_resize(object o, Py_ssize_t size) except -1
 
 
 cdef int append_to(bytearray out, const char *data, Py_ssize_t n) except -1:
     cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
     if n:
-        PyByteArray_Resize(out, old + n)
+        rc_bytearray_resize(out, old + n)
         memcpy(PyByteArray_AS_STRING(out) + old, data, n)
     return 0
 
@@ -227,33 +346,14 @@ cdef int append_bytearray(Buf *b, bytearray data) except -1:
     return 0
 
 
-cdef class _CrcView:
-    """A reusable read-only buffer over C memory, so that ``crc32c.crc32c`` reads a
-    record's CRC bytes in place instead of from a new bytes object per record."""
-
-    cdef const char *data
-    cdef Py_ssize_t size
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        PyBuffer_FillInfo(view, self, <void *>(self.data if self.size else EMPTY),
-                          self.size, 1, flags)
-
-
-@cython.final
-cdef class _Crc:
-    """CRC32C through the ``crc32c`` package, one call per buffer."""
-
-    cdef _CrcView view
-
-    def __cinit__(self):
-        self.view = _CrcView()
-
-    cdef uint32_t of(self, const char *data, Py_ssize_t n, uint32_t start) except? 0xFFFFFFFF:
-        self.view.data = data
-        self.view.size = n
-        if start == 0:
-            return _crc32c(self.view)
-        return _crc32c(self.view, start)
+def _crc32c(data, unsigned int crc=0, bint software=False):
+    """CRC32C of a bytes-like object, continuing from ``crc``: the function records use
+    (``software`` forces the table version). For tests."""
+    cdef const unsigned char[::1] view = data
+    cdef const char *p = <const char *>&view[0] if view.shape[0] else NULL
+    if software:
+        return rc_crc32c_sw(crc, <const unsigned char *>p, view.shape[0])
+    return rc_crc32c(p, view.shape[0], crc)
 
 
 # ------------------------------------------------------------------------- date helpers
@@ -426,6 +526,19 @@ cdef object _reference():
     return _ref_module
 
 
+# Decimal text from the wire is read with this context's create_decimal: unlimited precision
+# and exponents, and every signal trapped, so it either returns exactly Decimal(text) or
+# raises (then the reference reads the value and raises its own error or returns it). It is
+# cheaper than Decimal(text), which parses keyword arguments and looks up the thread's
+# context on every call.
+_EXACT_DECIMALS = _decimal.Context(
+    prec=_decimal.MAX_PREC, Emax=_decimal.MAX_EMAX, Emin=_decimal.MIN_EMIN, clamp=0,
+    traps=[_decimal.Clamped, _decimal.DivisionByZero, _decimal.FloatOperation,
+           _decimal.Inexact, _decimal.InvalidOperation, _decimal.Overflow, _decimal.Rounded,
+           _decimal.Subnormal, _decimal.Underflow],
+)
+
+
 cdef bint _is_utf8(object encoding):
     """Whether ``encoding`` names UTF-8 (then str values take the C path)."""
     try:
@@ -440,6 +553,130 @@ cdef inline void set_item(PyObject **items, Py_ssize_t i, object value) noexcept
     Py_INCREF(value)
     items[i] = <PyObject *>value
     Py_XDECREF(old)
+
+
+# ================================================================================ records
+cdef extern from *:
+    """
+    #include "structmember.h"
+
+    /* The offset of a writable object slot of `cls` (a member descriptor from __slots__),
+       or -1 when `descr` is not one. */
+    static Py_ssize_t rc_slot_offset(PyObject *descr, PyObject *cls) {
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) return -1;
+        PyMemberDescrObject *d = (PyMemberDescrObject *)descr;
+        if ((PyObject *)d->d_common.d_type != cls || d->d_member->type != T_OBJECT_EX
+                || (d->d_member->flags & READONLY)) return -1;
+        return d->d_member->offset;
+    }
+
+    /* A new instance of `cls` (a class with __slots__ and object's __new__) with the slots
+       at offsets[i] set to values[i]: what `obj.<slot> = value` does on a new object. */
+    static PyObject *rc_new_slotted(PyObject *cls, const Py_ssize_t *offsets,
+                                    PyObject *const *values, int n) {
+        PyTypeObject *type = (PyTypeObject *)cls;
+        PyObject *obj = type->tp_alloc(type, 0);  /* slots start NULL */
+        if (obj == NULL) return NULL;
+        for (int i = 0; i < n; i++) {
+            Py_INCREF(values[i]);
+            *(PyObject **)((char *)obj + offsets[i]) = values[i];
+        }
+        return obj;
+    }
+    """
+    Py_ssize_t rc_slot_offset(object descr, object cls) noexcept
+    object rc_new_slotted(object cls, const Py_ssize_t *offsets, PyObject **values, int n)
+
+
+cdef extern from *:
+    """
+    /* obj.<slot> through the slot's descriptor, without the attribute lookup. */
+    static PyObject *rc_get_slot(PyObject *descr, PyObject *obj) {
+        return Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)Py_TYPE(obj));
+    }
+    """
+    object rc_get_slot(PyObject *descr, PyObject *obj)
+
+
+# The slots of a Record that _RecordMaker sets, in this order; the last one holds the values.
+_RECORD_SLOTS = ("_columns", "_index", "_n_data", "values")
+cdef object _Record = Record
+cdef object _RECORD_VALUES = Record.__dict__["values"]  # the slot's descriptor
+
+
+@cython.final
+cdef class _RecordMaker:
+    """Makes ``Record._trusted(columns, index, values)`` for many value lists, in C.
+
+    A ``Record`` is a plain class with ``__slots__``; a new one is allocated and its slots
+    are filled, exactly what the Python constructor does, without running Python code per
+    record. The slots' offsets come from their member descriptors, checked here.
+    """
+
+    cdef object _cls
+    cdef tuple _shared
+    cdef Py_ssize_t _offsets[4]
+    cdef PyObject *_values[4]
+
+    def __cinit__(self, list columns, dict index):
+        cls = _Record
+        if cls.__new__ is not object.__new__:
+            raise TypeError("Record must use object.__new__")
+        self._cls = cls
+        self._shared = (columns, index, len(columns))
+        cdef Py_ssize_t i
+        for i in range(4):
+            self._offsets[i] = rc_slot_offset(cls.__dict__.get(_RECORD_SLOTS[i]), cls)
+            if self._offsets[i] < 0:
+                raise TypeError(f"Record.{_RECORD_SLOTS[i]} is not a slot")
+        for i in range(3):
+            self._values[i] = <PyObject *>self._shared[i]
+
+    cdef inline object make(self, list values):
+        self._values[3] = <PyObject *>values
+        return rc_new_slotted(self._cls, self._offsets, self._values, 4)
+
+
+@cython.final
+cdef class CRecordIterator:
+    """The rows of a batch (tuples, in column order) as :class:`Record` objects, made one
+    per ``next()``: the same records, in the same order, as ``PyRecordIterator``.
+
+    Each record is ``Record._trusted(columns, index, list(row))``, made when it is asked
+    for. A consumer that drops each record before taking the next thus keeps at most one
+    alive, and the cyclic collector never has to walk (and promote) a batch of records.
+    """
+
+    cdef list _rows
+    cdef Py_ssize_t _pos
+    cdef _RecordMaker _maker
+
+    def __init__(self, list rows not None, list columns not None, dict index not None):
+        self._rows = rows
+        self._pos = 0
+        self._maker = _RecordMaker(columns, index)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Py_ssize_t pos = self._pos
+        if pos >= len(self._rows):
+            raise StopIteration
+        row = self._rows[pos]
+        self._rows[pos] = None  # not kept alive by the batch once handed out
+        self._pos = pos + 1
+        return self._maker.make(list(row))
+
+    def __length_hint__(self):
+        """Rows not handed out yet."""
+        return len(self._rows) - self._pos
+
+    def rest(self):
+        """The rows not handed out yet, as they were given; the iterator is then exhausted."""
+        rows = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rows
 
 
 # ================================================================================ encoder
@@ -482,6 +719,7 @@ cdef class CRecordEncoder:
     cdef list _plan
     cdef list _encoders
     cdef object _tz
+    cdef object _utcoffset  # tz.utcoffset
     cdef int _tz_mode
     cdef ColPlan *_cols
     cdef Py_ssize_t _ncols
@@ -489,7 +727,6 @@ cdef class CRecordEncoder:
     cdef Buf _crc
     cdef Buf _pending
     cdef uint32_t _crccrc
-    cdef _Crc _crc32
     cdef bytearray _tmp_out
     cdef bytearray _tmp_crc
     cdef object _decimal_type
@@ -501,6 +738,7 @@ cdef class CRecordEncoder:
         self._plan = ref._encode_plan(self.columns, codecs_)
         self._encoders = [entry[2] for entry in self._plan]
         self._tz = codecs_.tz
+        self._utcoffset = self._tz.utcoffset
         if self._tz is _dt.UTC:
             self._tz_mode = TZ_UTC
         elif type(self._tz) is zoneinfo.ZoneInfo or type(self._tz) is _dt.timezone:
@@ -508,7 +746,6 @@ cdef class CRecordEncoder:
         else:
             self._tz_mode = TZ_PY
         self._decimal_type = _decimal.Decimal
-        self._crc32 = _Crc()
         self._tmp_out = bytearray()
         self._tmp_crc = bytearray()
         self.count = 0
@@ -696,7 +933,7 @@ cdef class CRecordEncoder:
 
     cdef int64_t _offset_micros(self, object v) except? -1:
         """``tz.utcoffset(v)`` in microseconds: what ``v.replace(tzinfo=tz)`` subtracts."""
-        off = self._tz.utcoffset(v)
+        off = self._utcoffset(v)
         if not PyDelta_CheckExact(off):
             raise TypeError(f"utcoffset() returned {off!r}")
         return ((<int64_t>PyDateTime_DELTA_GET_DAYS(off) * 86400
@@ -748,7 +985,7 @@ cdef class CRecordEncoder:
         return self._end_record()
 
     cdef int _end_record(self) except -1:
-        cdef uint32_t value = self._crc32.of(self._crc.data, self._crc.size, 0)
+        cdef uint32_t value = rc_crc32c(self._crc.data, self._crc.size, 0)
         reserve(&self._out, 9)
         put_raw(&self._out, b"\x80\xc0\xff\x7f", 4)  # END_RECORD tag
         put_varint(&self._out, value)
@@ -760,7 +997,7 @@ cdef class CRecordEncoder:
         return 0
 
     cdef int _fold(self) except -1:
-        self._crccrc = self._crc32.of(self._pending.data, self._pending.size, self._crccrc)
+        self._crccrc = rc_crc32c(self._pending.data, self._pending.size, self._crccrc)
         self._pending.size = 0
         return 0
 
@@ -776,6 +1013,22 @@ cdef class CRecordEncoder:
             self._record(row)
         finally:
             self._flush(out)
+
+    def try_encode(self, row, bytearray out not None):
+        """Encode ``row`` as :meth:`encode` does and return True if it is a ``Record`` or
+        a tuple or list of exactly the encoder's columns; else encode nothing and return
+        False. The writers call it once per row, so the type test is made here, in C."""
+        cdef object kind = type(row)
+        if kind is _Record:
+            row = rc_get_slot(<PyObject *>_RECORD_VALUES, <PyObject *>row)
+        elif not ((kind is tuple or kind is list) and len(row) == self._ncols):
+            return False
+        check_growable(out)
+        try:
+            self._record(row)
+        finally:
+            self._flush(out)
+        return True
 
     def encode_many(self, rows, bytearray out not None):
         """Append one record per row to ``out``, the same as calling :meth:`encode` per row:
@@ -1188,6 +1441,44 @@ cdef inline int read_varint(const uint8_t *buf, Py_ssize_t n, Py_ssize_t *pos,
             return V_SLOW
 
 
+cdef extern from *:
+    """
+    /* f(arg), or None when that raises OverflowError or ValueError. */
+    static PyObject *rc_call_or_none(PyObject *f, PyObject *arg) {
+        PyObject *r = PyObject_CallOneArg(f, arg);
+        if (r == NULL && (PyErr_ExceptionMatches(PyExc_OverflowError)
+                          || PyErr_ExceptionMatches(PyExc_ValueError))) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return r;
+    }
+
+    /* A string-like value: kind 0 str from UTF-8, 1 bytes, 2 make_decimal(ASCII text);
+       None when that raises an Exception (the caller falls back to the reference). */
+    static PyObject *rc_text_value(int kind, const char *data, Py_ssize_t n,
+                                   PyObject *make_decimal) {
+        PyObject *v;
+        if (kind == 0) {
+            v = PyUnicode_DecodeUTF8(data, n, NULL);
+        } else if (kind == 1) {
+            v = PyBytes_FromStringAndSize(data, n);
+        } else {
+            PyObject *text = PyUnicode_DecodeASCII(data, n, NULL);
+            v = text == NULL ? NULL : PyObject_CallOneArg(make_decimal, text);
+            Py_XDECREF(text);
+        }
+        if (v == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return v;
+    }
+    """
+    object rc_call_or_none(object f, object arg)
+    object rc_text_value(int kind, const char *data, Py_ssize_t n, object make_decimal)
+
+
 @cython.final
 cdef class CRecordDecoder:
     """Decodes record bodies read from a binary stream, verifying every checksum.
@@ -1214,9 +1505,8 @@ cdef class CRecordDecoder:
     cdef Buf _crc
     cdef Buf _pending
     cdef uint32_t _crccrc
-    cdef _Crc _crc32
     cdef bytearray _tmp_crc
-    cdef object _decimal_type
+    cdef object _make_decimal
     cdef bint _atomic  # every column decodes to a non-container value
     cdef object _tz
     cdef object _fromutc  # tz.fromutc, or None when tz is datetime.UTC
@@ -1238,9 +1528,8 @@ cdef class CRecordDecoder:
         self._crccrc = 0
         self.finished = False
         self.metrics = None
-        self._crc32 = _Crc()
         self._tmp_crc = bytearray()
-        self._decimal_type = _decimal.Decimal
+        self._make_decimal = _EXACT_DECIMALS.create_decimal
         self._tz = codecs_.tz
         self._fromutc = None if self._tz is _dt.UTC else self._tz.fromutc
         self._ncols = len(self.columns)
@@ -1410,23 +1699,21 @@ cdef class CRecordDecoder:
                 if st == V_SLOW:
                     big, pos = _reference()._get_varint(self._buf, pos)
                     value = big & 0xFFFFFFFF
-                expected = self._crc32.of(self._crc.data, self._crc.size, 0)
-                if (value & 0xFFFFFFFF) != expected:
+                expected = rc_crc32c(self._crc.data, self._crc.size, 0)
+                if <uint32_t>value != expected:
                     raise ChecksumError(
                         f"record CRC {value & 0xFFFFFFFF:#010x} != computed {expected:#010x}"
                     )
                 reserve(&self._pending, 4)
                 put_le(&self._pending, expected, 4)
                 if self._pending.size >= FOLD_AT:
-                    self._crccrc = self._crc32.of(self._pending.data, self._pending.size,
-                                                  self._crccrc)
+                    self._crccrc = rc_crc32c(self._pending.data, self._pending.size, self._crccrc)
                     self._pending.size = 0
                 self._pos = pos
                 self.count += 1
                 return GOT_ROW
             if field == META_COUNT and self._crc.size == 0:
-                stream_crc = self._crc32.of(self._pending.data, self._pending.size,
-                                            self._crccrc)
+                stream_crc = rc_crc32c(self._pending.data, self._pending.size, self._crccrc)
                 self._pos, self.metrics = _reference()._parse_footer(
                     self._buf, pos, self.count, stream_crc
                 )
@@ -1536,13 +1823,10 @@ cdef class CRecordDecoder:
             return datetime_new(year, month, day, <int>(ms_of_day // 3600000),
                                 <int>(ms_of_day // 60000 % 60), <int>(ms_of_day // 1000 % 60),
                                 <int>(ms_of_day % 1000) * 1000, None)
-        try:
-            local = self._fromutc(datetime_new(
-                year, month, day, <int>(ms_of_day // 3600000), <int>(ms_of_day // 60000 % 60),
-                <int>(ms_of_day // 1000 % 60), <int>(ms_of_day % 1000) * 1000, self._tz))
-        except (OverflowError, ValueError):
-            return None
-        if not PyDateTime_CheckExact(local):
+        local = rc_call_or_none(self._fromutc, datetime_new(
+            year, month, day, <int>(ms_of_day // 3600000), <int>(ms_of_day // 60000 % 60),
+            <int>(ms_of_day // 1000 % 60), <int>(ms_of_day % 1000) * 1000, self._tz))
+        if not PyDateTime_CheckExact(local):  # None: OverflowError or ValueError
             return None
         return datetime_new(
             PyDateTime_GET_YEAR(local), PyDateTime_GET_MONTH(local), PyDateTime_GET_DAY(local),
@@ -1555,14 +1839,9 @@ cdef class CRecordDecoder:
         """Set a string-like value; False when the reference must read it (it then raises
         its error for invalid UTF-8 or an invalid decimal)."""
         cdef int kind = self._cols[i].kind
-        try:
-            if kind == D_STR:
-                value = PyUnicode_DecodeUTF8(data, n, NULL)
-            elif kind == D_BYTES:
-                value = PyBytes_FromStringAndSize(data, n)
-            else:
-                value = self._decimal_type(PyUnicode_DecodeASCII(data, n, NULL))
-        except Exception:
+        value = rc_text_value(0 if kind == D_STR else (1 if kind == D_BYTES else 2), data, n,
+                              self._make_decimal)
+        if value is None:  # an Exception was raised
             return False
         set_item(items, i, value)
         return True

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import RecordValidationError
 from .schema import Column, TableSchema
 
-__all__ = ["Record"]
+__all__ = ["Record", "PyRecordIterator"]
 
 
 class Record:
@@ -19,7 +19,15 @@ class Record:
     yields ``(name, value)`` pairs, as pyodps does.
     """
 
-    __slots__ = ("_columns", "_values", "_index", "_n_data")
+    # ``values`` is a plain slot, not a property: reading it is the commonest access and
+    # costs no Python call. Assignments go through __setattr__ (a column of that name, or an
+    # error), and __delattr__ refuses, so it stays the record's list.
+    __slots__ = {
+        "values": "The values in column order: the record's own list, as pyodps's.",
+        "_columns": "The columns, shared with the schema or reader that made the record.",
+        "_index": "Lower-case column name to position.",
+        "_n_data": "How many leading columns are data columns (the rest are partitions).",
+    }
 
     def __init__(
         self,
@@ -42,7 +50,7 @@ class Record:
         set_attr(self, "_columns", columns)
         set_attr(self, "_index", index)
         if values is None or len(values) != len(columns):
-            set_attr(self, "_values", [None] * len(columns))
+            set_attr(self, "values", [None] * len(columns))
             if values is not None:
                 self._set_values(values)
             return
@@ -50,11 +58,11 @@ class Record:
             # One pass of the columns' validators; the slow path below names the culprit.
             set_attr(
                 self,
-                "_values",
+                "values",
                 [c.type.validate(v) for c, v in zip(columns, values, strict=True)],
             )
         except (TypeError, ValueError):
-            set_attr(self, "_values", [None] * len(columns))
+            set_attr(self, "values", [None] * len(columns))
             self._set_values(values)
 
     @classmethod
@@ -63,7 +71,7 @@ class Record:
         rec = object.__new__(cls)
         object.__setattr__(rec, "_columns", columns)
         object.__setattr__(rec, "_index", index)
-        object.__setattr__(rec, "_values", values)
+        object.__setattr__(rec, "values", values)
         object.__setattr__(rec, "_n_data", len(columns))
         return rec
 
@@ -79,7 +87,7 @@ class Record:
     def _set(self, i: int, value: Any) -> None:
         col = self._columns[i]
         try:
-            self._values[i] = col.type.validate(value)
+            self.values[i] = col.type.validate(value)
         except (TypeError, ValueError) as exc:
             raise RecordValidationError(
                 f"column {col.name!r} ({col.type}): {exc}; value {value!r}",
@@ -90,9 +98,9 @@ class Record:
 
     def _position(self, key: int | str) -> int:
         if isinstance(key, int):
-            if not -len(self._values) <= key < len(self._values):
-                raise IndexError(f"column index {key} out of range ({len(self._values)} columns)")
-            return key % len(self._values)
+            if not -len(self.values) <= key < len(self.values):
+                raise IndexError(f"column index {key} out of range ({len(self.values)} columns)")
+            return key % len(self.values)
         try:
             return self._index[key.lower()]
         except KeyError:
@@ -101,10 +109,10 @@ class Record:
 
     def __getitem__(self, key: int | str | slice | list) -> Any:
         if isinstance(key, slice):
-            return self._values[key]
+            return self.values[key]
         if isinstance(key, list):
             return [self[k] for k in key]
-        return self._values[self._position(key)]
+        return self.values[self._position(key)]
 
     def __setitem__(self, key: int | str, value: Any) -> None:
         self._set(self._position(key), value)
@@ -112,7 +120,7 @@ class Record:
     def __getattr__(self, name: str) -> Any:
         index = object.__getattribute__(self, "_index")
         if name.lower() in index:
-            return self._values[index[name.lower()]]
+            return self.values[index[name.lower()]]
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -121,15 +129,14 @@ class Record:
         else:
             raise AttributeError(f"no column named {name!r}")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r} of a Record")
+
     def get_by_name(self, name: str) -> Any:
         return self[name]
 
     def set_by_name(self, name: str, value: Any) -> None:
         self[name] = value
-
-    @property
-    def values(self) -> list[Any]:
-        return self._values
 
     @property
     def columns(self) -> list[Column]:
@@ -146,20 +153,60 @@ class Record:
         return isinstance(name, str) and name.lower() in self._index
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return iter(zip((c.name for c in self._columns), self._values, strict=True))
+        return iter(zip((c.name for c in self._columns), self.values, strict=True))
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Record)
             and self._columns == other._columns
-            and self._values == other._values
+            and self.values == other.values
         )
 
     def __hash__(self) -> int:
-        return hash(tuple(map(repr, self._values)))
+        return hash(tuple(map(repr, self.values)))
 
     def __repr__(self) -> str:
-        body = ", ".join(
-            f"{c.name}={v!r}" for c, v in zip(self._columns, self._values, strict=True)
-        )
+        body = ", ".join(f"{c.name}={v!r}" for c, v in zip(self._columns, self.values, strict=True))
         return f"Record({body})"
+
+
+class PyRecordIterator:
+    """The rows of a batch (tuples, in column order) as :class:`Record` objects, made one
+    per ``next()``; the reference of the compiled ``CRecordIterator`` (``record_codec.
+    RecordIterator`` is whichever is built).
+
+    Each record is ``Record._trusted(columns, index, list(row))``, made only when it is
+    asked for: a consumer that drops each record before taking the next keeps one alive,
+    rather than a batch the cyclic collector would walk. ``rest()`` hands out the remaining
+    rows as they are (the tuple path of a reader).
+    """
+
+    __slots__ = ("_rows", "_pos", "_columns", "_index")
+
+    def __init__(self, rows: list[tuple], columns: list[Column], index: dict[str, int]):
+        self._rows = rows
+        self._pos = 0
+        self._columns = columns
+        self._index = index
+
+    def __iter__(self) -> PyRecordIterator:
+        return self
+
+    def __next__(self) -> Record:
+        pos = self._pos
+        if pos >= len(self._rows):
+            raise StopIteration
+        row = self._rows[pos]
+        self._rows[pos] = None  # not kept alive by the batch once handed out
+        self._pos = pos + 1
+        return Record._trusted(self._columns, self._index, list(row))
+
+    def __length_hint__(self) -> int:
+        """Rows not handed out yet."""
+        return len(self._rows) - self._pos
+
+    def rest(self) -> list[tuple]:
+        """The rows not handed out yet, as they were given; the iterator is then exhausted."""
+        rows = self._rows[self._pos :]
+        self._pos = len(self._rows)
+        return rows

@@ -21,7 +21,9 @@ implementation. ``RecordEncoder`` and ``RecordDecoder`` are the compiled classes
 ``_record_codec_c`` when that extension is built (same bytes, values and errors), else
 these. Besides one call per row (``encode``, ``read_row``), both have bulk calls that save
 a Python call per row: ``encode_many(rows, out)``, ``encode_arrow(batch, out)`` and
-``read_rows(max_rows)``.
+``read_rows(max_rows)``; ``try_encode(row, out)`` is the writers' call per row.
+``RecordIterator`` (``record.PyRecordIterator`` or its compiled twin) hands out decoded
+rows as ``Record`` objects, made one at a time.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ..errors import (
 from . import datetimes as _t
 from . import types as _types
 from .crc import crc32c
+from .record import PyRecordIterator, Record
 from .schema import Column
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "RecordDecoder",
     "PyRecordEncoder",
     "PyRecordDecoder",
+    "RecordIterator",
 ]
 
 END_RECORD = 33553408
@@ -688,6 +692,18 @@ class PyRecordEncoder:
                 del out[start:]
                 raise _null_error(col, self.count)
 
+    def try_encode(self, row: Any, out: bytearray) -> bool:
+        """Encode ``row`` as :meth:`encode` does and return True if it is a :class:`Record`
+        or a tuple or list of exactly the encoder's columns; else encode nothing and return
+        False (the writers' call per row)."""
+        kind = type(row)
+        if kind is Record:
+            row = row.values
+        elif not ((kind is tuple or kind is list) and len(row) == len(self._plan)):
+            return False
+        self.encode(row, out)
+        return True
+
     def encode_many(self, rows: Iterable[Sequence[Any]], out: bytearray) -> None:
         """Append one record per row to ``out``: the same as calling :meth:`encode` per row.
 
@@ -935,6 +951,8 @@ try:
 except ImportError:  # not built (e.g. a source checkout without a compiler)
     RecordEncoder = PyRecordEncoder
     RecordDecoder = PyRecordDecoder
+    RecordIterator = PyRecordIterator
 else:
     RecordEncoder = _record_codec_c.CRecordEncoder
     RecordDecoder = _record_codec_c.CRecordDecoder
+    RecordIterator = _record_codec_c.CRecordIterator

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json as _json
 from collections.abc import Callable, Iterator
+from itertools import chain
+from operator import length_hint
 from typing import Any, BinaryIO
 
 from ..codec.datetimes import timedelta_to_pair
 from ..codec.partition import PartitionSpec
 from ..codec.record import Record
-from ..codec.record_codec import RecordDecoder
+from ..codec.record_codec import RecordDecoder, RecordIterator
 from ..codec.schema import Column, TableSchema
 from ..codec.types import (
     Array,
@@ -82,8 +84,8 @@ class TunnelRecordReader(RecordReaderAPI):
         self.columns = out_columns
         self._index = {c.name.lower(): i for i, c in enumerate(out_columns)}
         self._rows = ResumableRows(self._open_batches, len, on_exception)
-        self._pending: list[tuple] = []
-        self._pending_pos = 0
+        # The batch being handed out: its rows as Records one by one, or the rest as tuples.
+        self._current = RecordIterator([], self.columns, self._index)
         self.progress = Progress("download")
         self._finished = False
         self._clock = ClientClock()
@@ -121,7 +123,7 @@ class TunnelRecordReader(RecordReaderAPI):
     @property
     def count(self) -> int:
         """Rows delivered so far."""
-        return self._rows.cursor - (len(self._pending) - self._pending_pos)
+        return self._rows.cursor - length_hint(self._current)
 
     def _open_batches(self, start_row: int) -> Iterator[list[tuple]]:
         started = self._clock.start()
@@ -158,39 +160,11 @@ class TunnelRecordReader(RecordReaderAPI):
                 close()
 
     def _shape(self, row: tuple) -> tuple:
-        if self._plain:
-            return row
         return tuple(row[pos] if pos is not None else value for pos, value in self._layout)
 
-    def _next_tuple(self) -> tuple | None:
-        if self._pending_pos >= len(self._pending) and self._next_tuple_batch() is None:
-            return None
-        row = self._pending[self._pending_pos]
-        self._pending_pos += 1
-        return self._shape(row)
-
-    def read(self) -> Record | None:
-        """The next record, or None at the end."""
-        row = self._next_tuple()
-        if row is None:
-            return None
-        return Record._trusted(self.columns, self._index, list(row))
-
-    def iter_tuples(self) -> Iterator[tuple]:
-        """Rows as tuples in column order: the fast path, with no Record per row."""
-        while True:
-            if self._pending_pos < len(self._pending):
-                batch = self._pending[self._pending_pos :]
-                self._pending_pos = len(self._pending)
-                if self._plain:
-                    yield from batch
-                else:
-                    yield from map(self._shape, batch)
-                continue
-            if self._next_tuple_batch() is None:
-                return
-
-    def _next_tuple_batch(self) -> list | None:
+    def _next_batch(self) -> bool:
+        """Make the next batch of rows (shaped to the output columns) the current one;
+        False at the end of the rows."""
         started = self._clock.start()
         batch = self._rows.next_batch()
         self._clock.add_local(started)
@@ -198,10 +172,43 @@ class TunnelRecordReader(RecordReaderAPI):
             if not self._finished:
                 self._finished = True
                 self.progress.finish()
-            return None
-        self._pending = batch
-        self._pending_pos = 0
-        return batch
+            return False
+        if not self._plain:
+            batch = [self._shape(row) for row in batch]
+        self._current = RecordIterator(batch, self.columns, self._index)
+        return True
+
+    def read(self) -> Record | None:
+        """The next record, or None at the end."""
+        for record in self._current:
+            return record
+        while self._next_batch():
+            for record in self._current:
+                return record
+        return None
+
+    def __iter__(self) -> Iterator[Record]:
+        """The remaining records. The batches' record iterators are chained in C, so a
+        record costs no Python call; they are the reader's own, so ``read()``, ``next()``
+        and ``count`` stay in step with the loop."""
+        return chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[RecordIterator]:
+        """The current batch while it has rows, then each next one."""
+        while True:
+            if length_hint(self._current):
+                yield self._current
+            elif not self._next_batch():
+                return
+
+    def iter_tuples(self) -> Iterator[tuple]:
+        """Rows as tuples in column order: the fast path, with no Record per row."""
+        while True:
+            rows = self._current.rest()
+            if rows:
+                yield from rows
+            elif not self._next_batch():
+                return
 
     def iter_arrow_batches(self, batch_size: int = 65536) -> Iterator[Any]:
         """Rows as ``pyarrow.RecordBatch`` objects of up to ``batch_size`` rows.
@@ -243,8 +250,7 @@ class TunnelRecordReader(RecordReaderAPI):
 
     def close(self) -> None:
         """Drop buffered rows and close the body being read."""
-        self._pending = []
-        self._pending_pos = 0
+        self._current.rest()  # also what an iterator from __iter__ holds
         self._rows.close()
 
     def __enter__(self) -> TunnelRecordReader:

@@ -3,6 +3,10 @@
 Both accept a :class:`Record`, a tuple or list in schema order, or a whole
 ``pyarrow.RecordBatch``, ``pyarrow.Table`` or pandas DataFrame, which is encoded column-wise
 without building a ``Record`` per row.
+
+``write`` is called once per row by most callers, so its common case (a ``Record``, or a
+tuple or list of the data columns, with client metrics off) goes straight to the compiled
+encoder. Progress is told about rows per chunk of body (or per block), not per row.
 """
 
 from __future__ import annotations
@@ -44,6 +48,23 @@ class _RowSink:
         self._buffer = bytearray()
         self._arrow_schema = None
         self._instant_schema = None
+        self._n_data = len(schema.simple_columns)
+        # The encoder's count when progress was last told about rows (see _report_rows).
+        self._rows_reported = 0
+        self.progress = Progress("upload")
+        self._clock = ClientClock()
+        self._closed = False  # also sets _direct
+
+    @property
+    def _closed(self) -> bool:
+        return self._is_closed
+
+    @_closed.setter
+    def _closed(self, closed: bool) -> None:
+        self._is_closed = closed
+        # write() hands a Record or a row of the data columns straight to the encoder while
+        # the writer is open and its calls are not timed (timing is per call).
+        self._direct = not closed and not self._clock.enabled
 
     @property
     def n_records(self) -> int:
@@ -64,18 +85,30 @@ class _RowSink:
         """The same as :attr:`n_bytes` (pyodps's name)."""
         return self.n_bytes
 
-    def _encode(self, data: Any) -> int:
-        """Encode ``data`` into the buffer; returns the number of rows it held."""
+    def _encode(self, data: Any) -> None:
+        """Encode ``data`` into the buffer."""
         encoder = self._encoder
         if isinstance(data, Record):
             encoder.encode(data.values, self._buffer)
-            return 1
-        if isinstance(data, list | tuple):
-            if len(data) != len(self._schema.simple_columns):
+        elif isinstance(data, list | tuple):
+            if len(data) != self._n_data:
                 self._check_partition_values(data)
             encoder.encode(data, self._buffer)
-            return 1
-        return self._encode_table(data)
+        else:
+            self._encode_table(data)
+
+    def _report_rows(self, nbytes: int) -> None:
+        """Tell ``progress`` about the records encoded since it was last told, and about
+        ``nbytes`` more bytes. Call it before a footer starts a new body."""
+        count = self._encoder.count
+        self.progress.add(count - self._rows_reported, nbytes)
+        self._rows_reported = count
+
+    def _footer(self) -> None:
+        """End the body in the buffer (the encoder starts a new one)."""
+        self._report_rows(0)
+        self._buffer += self._encoder.footer()
+        self._rows_reported = 0
 
     def _check_partition_values(self, row: list | tuple) -> None:
         """A row longer than the data columns must be exactly a full row, partition values
@@ -104,20 +137,17 @@ class _RowSink:
                     row=self._encoder.count,
                 ) from None
 
-    def _encode_table(self, data: Any) -> int:
+    def _encode_table(self, data: Any) -> None:
         from ..codec.arrow_types import conform_table, odps_schema_to_arrow_schema
 
         if self._arrow_schema is None:
             self._arrow_schema = odps_schema_to_arrow_schema(self._schema)
             self._instant_schema = _label_instants_utc(self._schema, self._arrow_schema)
-        rows = 0
         for batch in conform_table(data, self._arrow_schema, resolve_timezone()):
             # conform_table gives DATETIME/TIMESTAMP as naive UTC instants; the encoder
             # reads naive values as local wall clock, so say they are UTC (no copy).
             batch = batch.cast(self._instant_schema)
             self._encoder.encode_arrow(batch, self._buffer)
-            rows += batch.num_rows
-        return rows
 
 
 def _label_instants_utc(schema: TableSchema, arrow_schema: Any) -> Any:
@@ -171,9 +201,6 @@ class RecordWriter(_RowSink):
         self._body = StreamingBody(
             request_callback, self._chunk_size, make_compressor(compress_option)
         )
-        self._closed = False
-        self.progress = Progress("upload")
-        self._clock = ClientClock()
         self._server_metrics: str | None = None
 
     @property
@@ -190,19 +217,24 @@ class RecordWriter(_RowSink):
 
     def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
+        if self._direct and self._encoder.try_encode(record, self._buffer):
+            if len(self._buffer) >= self._chunk_size:
+                self._send_buffer()
+            return
         if self._closed:
             raise TunnelError("write to a closed RecordWriter")
         started = self._clock.start()
-        rows = self._encode(record)
+        self._encode(record)
         if len(self._buffer) >= self._chunk_size:
             self._send_buffer()
-        self.progress.add(rows, 0)
+        else:
+            self._report_rows(0)
         self._clock.add_local(started)
 
     def _send_buffer(self) -> None:
         if not self._buffer:
             return
-        self.progress.add(0, len(self._buffer))
+        self._report_rows(len(self._buffer))
         started = self._clock.start()
         self._body.write(self._buffer)
         self._clock.add_network(started)
@@ -223,7 +255,7 @@ class RecordWriter(_RowSink):
             return None
         started = self._clock.start()
         self._closed = True
-        self._buffer += self._encoder.footer()
+        self._footer()
         self._send_buffer()
         network = self._clock.start()
         result = self._body.close()
@@ -307,9 +339,9 @@ class BufferedRecordWriter(_RowSink):
         self._block_id = self._check_block_id(block_id or 0)
         self._blocks_written: list[int] = []
         self._bytes_sent = 0
-        self._closed = False
-        self.progress = Progress("upload")
-        self._clock = ClientClock()
+        # Progress hears of rows whenever the block grows by a chunk (and at each block).
+        self._report_every = options.chunk_size
+        self._report_at = self._report_every
         self._metrics: TunnelMetrics | None = (
             TunnelMetrics(type(self).__name__) if self._clock.enabled else None
         )
@@ -344,17 +376,26 @@ class BufferedRecordWriter(_RowSink):
 
     def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
+        if self._direct and self._encoder.try_encode(record, self._buffer):
+            size = len(self._buffer)
+            if size > self.block_limit:
+                self._flush()
+            elif size >= self._report_at:
+                self._report_rows(0)
+                self._report_at = size + self._report_every
+            return
         if self._closed:
             raise TunnelError("write to a closed BufferedRecordWriter")
         started = self._clock.start()
-        rows = self._encode(record)
-        self.progress.add(rows, 0)
+        self._encode(record)
+        self._report_rows(0)
         if len(self._buffer) > self.block_limit:
             self._flush()
         self._clock.add_local(started)
 
     def _flush(self) -> None:
-        self._buffer += self._encoder.footer()
+        self._footer()
+        self._report_at = self._report_every
         body = BlockBody(self._buffer, options.chunk_size, self._compress_option)
         block_id = self._block_id
         started = self._clock.start()
