@@ -145,6 +145,24 @@ class Phases:
         return {"phases": self.results, "client_setup_rss": self.client_rss.setup}
 
 
+def arrow_up(tunnel: Any, spec: dict[str, Any], batch: pa.RecordBatch) -> int:
+    """The Arrow upload phase, the same code for both clients: 4 blocks, then commit."""
+    session = tunnel.create_upload_session(spec["tables"]["arrow"])
+    for k, share in enumerate(quarters(spec["rows"])):
+        with session.open_arrow_writer(k) as writer:
+            for part in batches(share, batch):
+                writer.write(part)
+    session.commit(list(range(ARROW_BLOCKS)))
+    return spec["rows"]
+
+
+def arrow_down(tunnel: Any, spec: dict[str, Any]) -> int:
+    """The Arrow download phase: the whole table through one reader."""
+    session = tunnel.create_download_session(spec["tables"]["arrow"])
+    with session.open_arrow_reader(0, session.count) as reader:
+        return sum(part.num_rows for part in reader)
+
+
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_provider_odps_tunnel.tunnel import ODPS, Record, TableTunnel
 
@@ -157,20 +175,6 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     schema = tunnel.create_upload_session(spec["tables"]["record_records"]).schema
     records = [Record(schema=schema, values=row) for row in tuples]
     phases = Phases(spec)
-
-    def arrow_up() -> int:
-        session = tunnel.create_upload_session(spec["tables"]["arrow"])
-        for k, share in enumerate(quarters(rows)):
-            with session.open_arrow_writer(k) as writer:
-                for part in batches(share, batch):
-                    writer.write(part)
-        session.commit(list(range(ARROW_BLOCKS)))
-        return rows
-
-    def arrow_down() -> int:
-        session = tunnel.create_download_session(spec["tables"]["arrow"])
-        with session.open_arrow_reader(0, session.count) as reader:
-            return sum(part.num_rows for part in reader)
 
     def record_up(table: str, data: list) -> Any:
         def upload() -> int:
@@ -197,8 +201,8 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         with session.open_record_reader(0, session.count) as reader:
             return sum(1 for _ in reader.iter_tuples())
 
-    phases.run("arrow up", arrow_up, rows)
-    phases.run("arrow down", arrow_down, rows)
+    phases.run("arrow up", lambda: arrow_up(tunnel, spec, batch), rows)
+    phases.run("arrow down", lambda: arrow_down(tunnel, spec), rows)
     phases.run(
         "record up, Records", record_up(spec["tables"]["record_records"], records), record_rows
     )
@@ -229,20 +233,6 @@ def run_pyodps(spec: dict[str, Any]) -> dict[str, Any]:
     ]
     phases = Phases(spec)
 
-    def arrow_up() -> int:
-        session = tunnel.create_upload_session(spec["tables"]["arrow"])
-        for k, share in enumerate(quarters(rows)):
-            with session.open_arrow_writer(k) as writer:
-                for part in batches(share, batch):
-                    writer.write(part)
-        session.commit(list(range(ARROW_BLOCKS)))
-        return rows
-
-    def arrow_down() -> int:
-        session = tunnel.create_download_session(spec["tables"]["arrow"])
-        with session.open_arrow_reader(0, session.count) as reader:
-            return sum(part.num_rows for part in reader)
-
     def record_up() -> int:
         session = tunnel.create_upload_session(spec["tables"]["record_records"])
         with session.open_record_writer(0) as writer:
@@ -260,8 +250,8 @@ def run_pyodps(spec: dict[str, Any]) -> dict[str, Any]:
                 n += 1
         return n
 
-    phases.run("arrow up", arrow_up, rows)
-    phases.run("arrow down", arrow_down, rows)
+    phases.run("arrow up", lambda: arrow_up(tunnel, spec, batch), rows)
+    phases.run("arrow down", lambda: arrow_down(tunnel, spec), rows)
     phases.run("record up, Records", record_up, record_rows)
     phases.run("record down, Records", record_down_records, record_rows)
     return phases.finish()
