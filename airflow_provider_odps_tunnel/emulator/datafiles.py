@@ -21,13 +21,14 @@ serve a piece of.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from .fsutil import fsync_file
 
 __all__ = [
     "SUFFIX",
@@ -62,14 +63,6 @@ _PARQUET_BATCH_ROWS = 8192
 def is_data_file(name: str) -> bool:
     """Whether ``name`` is a (final, not ``.part``) data file of either format."""
     return name.endswith(SUFFIXES)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DataFileWriter:
@@ -134,7 +127,7 @@ class DataFileWriter:
         )
         self._writer.close()
         self._sink.close()
-        _fsync(self.path)
+        fsync_file(self.path)
 
     def discard(self) -> None:
         """Abandon the file: close what is open and delete it."""
