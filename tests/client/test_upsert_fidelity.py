@@ -407,6 +407,15 @@ def test_pyodps_keepalive_keeps_its_session_from_idle_expiry(
         seen = reloads()
         fid_emulator.clock.advance(IDLE * 0.45)
         wait_until(lambda s=seen: reloads() > s, timeout=10, message="a pyodps keep-alive")
+    # Stop the keep-alive before writing: pyodps's reload re-parses the session schema in
+    # place, and a tick that lands while its stream builds a bucket writer breaks that
+    # writer (IndexError in SchemaSnapshot), after which pyodps re-sends the bucket as an
+    # empty body with record_count=0. Our client replaces its schema instead. The timer
+    # being armed is the one whose reload may be under way: join it after stopping.
+    ticking = py_session._keepalive_scheduler
+    py_session.close()
+    ticking.join(10)
+    assert not ticking.is_alive()
     py_write(py_session, [[5, "alive", 5.0]])
     py_session.commit()
     assert table_rows(fid_emulator, fid_table) == [[5, "alive", 5.0]]
