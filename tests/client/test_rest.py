@@ -228,3 +228,30 @@ def test_every_documented_code_has_a_class():
     assert errors.error_class_for("Nope", 502) is errors.ServiceUnavailable
     assert errors.error_class_for("SomethingElse", 308) is errors.SlotReassigned
     assert issubclass(errors.MalformedDataStream, errors.DataStreamError)
+
+
+def test_proxies_from_the_environment_are_used(server, monkeypatch):
+    """HTTP_PROXY is honoured (read when the client is made), NO_PROXY too."""
+    monkeypatch.setenv("HTTP_PROXY", server.endpoint)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    server.answers.append(Answer(200, b"via proxy"))
+    proxied = RestClient(Credentials("AK", "SK"), "http://tunnel.invalid", "proj")
+    assert proxied.request("GET", "/x").content == b"via proxy"
+    assert server.seen[0].headers["host"] == "tunnel.invalid"
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server.answers.append(Answer(200, b"direct"))
+    direct = client(server)
+    assert direct.request("GET", "/y").content == b"direct"
+    assert server.seen[1].headers["host"] == server.endpoint.removeprefix("http://")
+
+
+def test_a_netrc_entry_does_not_replace_the_signature(server, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    server.answers.append(Answer(200, b"ok"))
+    client(server).request("GET", "/x")
+    assert server.seen[0].headers["authorization"].startswith("ODPS AK:")

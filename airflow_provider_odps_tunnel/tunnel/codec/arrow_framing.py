@@ -317,13 +317,16 @@ class _PayloadSource:
             out = self._current[:size]
             self._current = self._current[size:]
             return out
-        buf = bytearray(size)
+        # pyarrow's pool: memory it reuses, not zero-filled (a bytearray is both fresh
+        # and zeroed, which costs page faults and a pass over every byte).
+        buf = pa.allocate_buffer(size)
+        view = memoryview(buf).cast("B")
         filled = 0
         while filled < size:
             if not self._current and not self._next_piece():
-                return memoryview(buf)[:filled]
+                return buf.slice(0, filled)
             take = min(size - filled, len(self._current))
-            buf[filled : filled + take] = self._current[:take]
+            view[filled : filled + take] = self._current[:take]
             self._current = self._current[take:]
             filled += take
         return buf

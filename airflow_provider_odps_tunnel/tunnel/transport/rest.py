@@ -26,6 +26,7 @@ caller's context (session, table, partition, block, row range).
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -209,6 +210,15 @@ class RestClient:
         self._session = requests.Session()
         # No default Accept-Encoding: "no header" is how the tunnel says "uncompressed".
         self._session.headers.pop("Accept-Encoding", None)
+        # What requests takes from the environment (proxies and NO_PROXY, a CA bundle) is
+        # read once, here: left to requests, it scans os.environ twice on every request.
+        # Its other environment source, ~/.netrc, would replace the signed Authorization
+        # header with a basic one: never wanted here.
+        self._session.trust_env = False
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self._session.verify = bundle
         adapter = GatherAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
