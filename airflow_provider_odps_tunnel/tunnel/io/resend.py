@@ -54,6 +54,26 @@ class _HeldBytes:
 _HELD = _HeldBytes()
 
 
+class _PushedPass:
+    """A :class:`SpooledBody`'s first pass over chunks that can be pushed: iterated, the
+    chunks as they come; pushed, each group kept and then sent."""
+
+    def __init__(self, body: SpooledBody):
+        self._body = body
+        self._pull: Iterator[bytes | memoryview] | None = None
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        return self
+
+    def __next__(self) -> bytes | memoryview:
+        if self._pull is None:
+            self._pull = self._body._pull()
+        return next(self._pull)
+
+    def push_into(self, send: Callable[[list], None]) -> None:
+        self._body._push_into(send)
+
+
 class SpooledBody:
     """Passes ``chunks`` through once (:meth:`first_pass`) while keeping them; then
     iterating it gives the whole body again. Call :meth:`close` to drop what was kept.
@@ -97,8 +117,35 @@ class SpooledBody:
             yield chunk
 
     def first_pass(self) -> Iterator[bytes | memoryview]:
-        """The body as it is produced (one pass only)."""
+        """The body as it is produced (one pass only). When the chunks can be pushed
+        (``push_into``, see ``body.BodyChunks``), so can the result, keeping each group
+        before it is sent."""
+        if hasattr(self._chunks, "push_into"):
+            return _PushedPass(self)
         return self._pull()
+
+    def _push_into(self, send: Callable[[list], None]) -> None:
+        failed: list[BaseException] = []  # what send raised (in the producer's thread)
+
+        def keep_and_send(group: list) -> None:
+            for chunk in group:
+                if chunk:
+                    self._keep(chunk)
+            try:
+                send(group)
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
+        try:
+            self._chunks.push_into(keep_and_send)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            # A failed send leaves the rest of the body to come (``drain``); anything
+            # else is the producer giving up: the body stays incomplete.
+            if not any(exc is f for f in failed):
+                self.aborted = True
+            raise
+        self.complete = True
 
     def drain(self) -> bool:
         """Keep what the producer has not handed out yet; True when the body is whole."""

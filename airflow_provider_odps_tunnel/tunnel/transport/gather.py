@@ -7,7 +7,9 @@ themselves: the buffers are gathered, as they are, into HTTP chunks of up to
 :data:`GATHER_BYTES`, and each goes out with one ``sendmsg`` of the chunk header, the
 buffers and the trailer, so the payload is copied only by the kernel. An empty buffer in
 the body means "nothing more is ready now" (see :mod:`..io.body`): what is gathered is
-sent then, so nothing waits for data that has not been written. TLS sockets have no
+sent then, so nothing waits for data that has not been written. A body that can push
+(``push_into(send)``) is handed a function that sends one group of buffers this way, and
+its producer's thread sends as it writes. TLS sockets have no
 ``sendmsg``; there each gathered chunk is joined and sent with ``sendall``.
 
 :class:`GatherAdapter` is a ``requests`` adapter whose pools make these connections; every
@@ -97,7 +99,12 @@ class _GatheredBody:
 
     def __iter__(self) -> Iterator[bytes]:
         # A generator: urllib3 calls iter() before it sends the headers, next() after.
-        send_gathered(self._conn.sock, self._body, self._framed)
+        sock, framed = self._conn.sock, self._framed
+        push = getattr(self._body, "push_into", None)
+        if push is not None:  # the producer's thread sends each group as it is written
+            push(lambda group: send_gathered(sock, group, framed))
+        else:
+            send_gathered(sock, self._body, framed)
         yield from ()
 
 

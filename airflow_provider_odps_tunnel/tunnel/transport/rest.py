@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
@@ -96,16 +96,27 @@ class Credentials:
 
 
 class _OneShotBody:
-    """Wraps a body that can be iterated once, remembering whether any of it was sent."""
+    """Wraps a body that can be iterated once, remembering whether any of it was sent.
+    A body that can push its groups (``push_into``, see ``io.body``) still can."""
 
     def __init__(self, chunks: Iterable[bytes]):
         self._chunks = iter(chunks)
         self.started = False
+        if hasattr(chunks, "push_into"):
+            self._push = chunks.push_into
+            self.push_into = self._push_into
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             self.started = True
             yield chunk
+
+    def _push_into(self, send: Callable[[list], None]) -> None:
+        def sending(group: list) -> None:
+            self.started = True
+            send(group)
+
+        self._push(sending)
 
 
 class _Chunks:
