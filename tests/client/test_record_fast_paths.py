@@ -352,3 +352,74 @@ def test_buffered_writer_reports_rows_per_chunk_and_block(flavour, monkeypatch):
     for block in blocks:
         decoded += record_codec.RecordDecoder(DATA, io.BytesIO(block), tz=dt.UTC).read_rows(10**6)
     assert decoded == rows_of(1000)
+
+
+def _writer_trace(monkeypatch, encoder_class, buffered: bool) -> tuple[list, list]:
+    """Write rows of both kinds (direct, and full rows that take the general path) with
+    flushes and ``block_limit`` moves between them; return what was sent and the
+    progress (rows, bytes) and size after each call. Chunks are 1024 bytes."""
+    monkeypatch.setattr(record_writer, "RecordEncoder", encoder_class)
+    sent: list = []
+    if buffered:
+        writer = BufferedRecordWriter(
+            SCHEMA,
+            lambda block_id, body: sent.append((block_id, b"".join(body))),
+            buffer_size=20_000,
+        )
+    else:
+        writer = RecordWriter(SCHEMA, lambda chunks: sent.extend(chunks))
+    assert ("write" in vars(writer)) is (encoder_class is compiled.CRecordEncoder)
+    trace = []
+    for i, row in enumerate(rows_of(3000)):
+        writer.write(row if i % 7 else (*row, "p"))
+        # a full chunk is sent, a block past its limit too, at the write that fills it
+        assert len(writer._buffer) <= (writer.block_limit if buffered else 1023)
+        if i % 700 == 699:
+            writer.flush()
+        if buffered and i % 500 == 250:
+            # as WriterMemory does when writers come and go: below what is held, or above
+            writer.block_limit = 2_500 if i % 1000 == 750 else 30_000
+        trace.append((writer.progress.rows, writer.progress.bytes, writer.n_bytes))
+    writer.close()
+    trace.append((writer.progress.rows, writer.progress.bytes, writer.n_bytes))
+    return sent, trace
+
+
+@pytest.mark.parametrize("buffered", [False, True], ids=["streamed", "buffered"])
+def test_compiled_write_does_what_the_method_does(monkeypatch, buffered):
+    monkeypatch.setattr(options, "chunk_size", 1024)
+    c_sent, c_trace = _writer_trace(monkeypatch, compiled.CRecordEncoder, buffered)
+    py_sent, py_trace = _writer_trace(monkeypatch, record_codec.PyRecordEncoder, buffered)
+    assert len(c_sent) > 10
+    assert c_sent == py_sent and c_trace == py_trace
+
+
+@pytest.mark.parametrize("cls", [RecordWriter, BufferedRecordWriter])
+def test_compiled_write_is_the_open_writers_only(cls, monkeypatch):
+    args = (lambda chunks: b"".join(chunks),) if cls is RecordWriter else (lambda i, b: None,)
+    writer = cls(SCHEMA, *args)
+    bound = writer.write
+    assert bound.__self__ is not writer and cls.write.__doc__ in bound.__doc__
+    bound(rows_of(1)[0])
+    writer.close()
+    assert "write" not in vars(writer) and writer.write.__func__ is cls.write
+    with pytest.raises(TunnelError, match="closed"):
+        bound(rows_of(1)[0])  # bound before closing: still refused
+    monkeypatch.setattr(options, "enable_client_metrics", True)
+    assert "write" not in vars(cls(SCHEMA, *args))  # timed: the method, which times each call
+
+
+def test_a_subclass_with_its_own_write_keeps_it():
+    seen = []
+
+    class Counting(RecordWriter):
+        def write(self, record):
+            seen.append(record)
+            super().write(record)
+
+    writer = Counting(SCHEMA, lambda chunks: b"".join(chunks))
+    assert "write" not in vars(writer)
+    writer.write(rows_of(1)[0])
+    writer.close()
+    assert seen == rows_of(1)
+    assert "write" in vars(RecordWriter(SCHEMA, lambda chunks: b"".join(chunks)))

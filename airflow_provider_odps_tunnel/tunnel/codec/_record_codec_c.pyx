@@ -29,6 +29,9 @@ The Arrow path (``encode_arrow``) reads the Arrow buffers (validity bitmap, valu
 offsets) through the buffer protocol and writes each value without creating a Python
 object; it is defined as, and tested to equal, encoding ``column.to_pylist()`` row by
 row. Values it cannot write with certainty send the row through the row path.
+
+:class:`CDirectWrite` is the record writers' per-row ``write`` in C (no reference twin:
+the writers' own ``write`` method is what it equals, and what runs without it).
 """
 
 cimport cython
@@ -1018,6 +1021,9 @@ cdef class CRecordEncoder:
         """Encode ``row`` as :meth:`encode` does and return True if it is a ``Record`` or
         a tuple or list of exactly the encoder's columns; else encode nothing and return
         False. The writers call it once per row, so the type test is made here, in C."""
+        return self._try_encode(row, out)
+
+    cdef bint _try_encode(self, object row, bytearray out) except -1:
         cdef object kind = type(row)
         if kind is _Record:
             row = rc_get_slot(<PyObject *>_RECORD_VALUES, <PyObject *>row)
@@ -1310,6 +1316,53 @@ cdef class CRecordEncoder:
             return 1
         self._end_record()
         return 0
+
+
+@cython.final
+cdef class CDirectWrite:
+    """The compiled twin of a record writer's ``write`` for the rows its encoder takes
+    whole (a ``Record``, or a tuple or list of exactly the data columns).
+
+    A writer (``io/record_writer.py``) calls one row at a time, so it installs
+    :meth:`write` as its instance's ``write`` while it is open and untimed: a row then
+    costs one C call instead of a Python method's attribute reads and ``len``. It does
+    what the class's ``write`` does on its first branch: encode the row into the buffer
+    given to :meth:`arm` and, once that holds ``limit`` bytes or more, call the writer's
+    ``_at_limit()`` (which sends a chunk or block, or tells progress, and arms again).
+    Any other row, and every row while disarmed (before the writer arms it, and after it
+    closes), goes to the writer's class ``write``, which handles it or raises.
+    """
+
+    cdef CRecordEncoder _encoder
+    cdef object _writer
+    cdef object _class_write
+    cdef bytearray _buffer  # None while disarmed
+    cdef Py_ssize_t _limit
+
+    def __init__(self, CRecordEncoder encoder not None, writer not None):
+        self._encoder = encoder
+        self._writer = writer
+        self._class_write = type(writer).write
+        self._buffer = None
+        self._limit = 0
+
+    def arm(self, bytearray buffer not None, Py_ssize_t limit):
+        """Encode rows into ``buffer`` until it holds ``limit`` bytes."""
+        self._buffer = buffer
+        self._limit = limit
+
+    def disarm(self):
+        """Hand every row to the writer's class ``write`` from now on."""
+        self._buffer = None
+
+    def write(self, record):
+        """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
+        cdef bytearray buffer = self._buffer
+        if buffer is not None and self._encoder._try_encode(record, buffer):
+            if PyByteArray_GET_SIZE(buffer) >= self._limit:
+                self._writer._at_limit()
+            return
+        self._class_write(self._writer, record)
 
 
 cdef inline Py_ssize_t _utf8_length(const uint8_t *p, Py_ssize_t n) noexcept:

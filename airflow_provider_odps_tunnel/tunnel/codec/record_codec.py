@@ -21,7 +21,8 @@ implementation. ``RecordEncoder`` and ``RecordDecoder`` are the compiled classes
 ``_record_codec_c`` when that extension is built (same bytes, values and errors), else
 these. Besides one call per row (``encode``, ``read_row``), both have bulk calls that save
 a Python call per row: ``encode_many(rows, out)``, ``encode_arrow(batch, out)`` and
-``read_rows(max_rows)``; ``try_encode(row, out)`` is the writers' call per row.
+``read_rows(max_rows)``; ``try_encode(row, out)`` is the writers' call per row, and
+``direct_write`` gives them, with the compiled encoder, a whole per-row ``write`` in C.
 ``RecordIterator`` (``record.PyRecordIterator`` or its compiled twin) hands out decoded
 rows as ``Record`` objects, made one at a time.
 """
@@ -58,6 +59,7 @@ __all__ = [
     "PyRecordEncoder",
     "PyRecordDecoder",
     "RecordIterator",
+    "direct_write",
 ]
 
 END_RECORD = 33553408
@@ -949,6 +951,7 @@ try:
     # (import-linter) resolves `from . import _record_codec_c` to this package.
     from . import _record_codec_c
 except ImportError:  # not built (e.g. a source checkout without a compiler)
+    _record_codec_c = None
     RecordEncoder = PyRecordEncoder
     RecordDecoder = PyRecordDecoder
     RecordIterator = PyRecordIterator
@@ -956,3 +959,12 @@ else:
     RecordEncoder = _record_codec_c.CRecordEncoder
     RecordDecoder = _record_codec_c.CRecordDecoder
     RecordIterator = _record_codec_c.CRecordIterator
+
+
+def direct_write(encoder: Any, writer: Any) -> Any:
+    """The compiled per-row ``write`` for a record writer using ``encoder``
+    (``_record_codec_c.CDirectWrite``, disarmed), or None when ``encoder`` is not the
+    compiled encoder: the writer's own ``write`` method then does the same, in Python."""
+    if _record_codec_c is None or type(encoder) is not _record_codec_c.CRecordEncoder:
+        return None
+    return _record_codec_c.CDirectWrite(encoder, writer)

@@ -6,7 +6,10 @@ without building a ``Record`` per row.
 
 ``write`` is called once per row by most callers, so its common case (a ``Record``, or a
 tuple or list of the data columns, with client metrics off) goes straight to the compiled
-encoder. Progress is told about rows per chunk of body (or per block), not per row.
+encoder: with the compiled codec, an open and untimed writer's ``write`` is even its
+compiled twin (``CDirectWrite``, installed on the instance), which does the same as the
+method's first branch without a Python frame per row. Progress is told about rows per
+chunk of body (or per block), not per row.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from ..codec import types as _types
 from ..codec.compression import CompressOption, make_compressor
 from ..codec.record import Record
-from ..codec.record_codec import RecordEncoder
+from ..codec.record_codec import RecordEncoder, direct_write
 from ..codec.schema import TableSchema
 from ..errors import RecordValidationError, TunnelError
 from ..options import options, resolve_timezone
@@ -53,6 +56,15 @@ class _RowSink:
         self._rows_reported = 0
         self.progress = Progress("upload")
         self._clock = ClientClock()
+        # write()'s compiled twin, this instance's ``write`` until the writer closes; not
+        # for a timed writer (timing is per call), nor without the compiled encoder, nor
+        # for a subclass with a write() of its own.
+        twinned = type(self).write in _TWINNED_WRITES
+        self._fast = (
+            direct_write(self._encoder, self) if twinned and not self._clock.enabled else None
+        )
+        if self._fast is not None:
+            self.write = self._fast.write
         self._closed = False  # also sets _direct
 
     @property
@@ -65,6 +77,19 @@ class _RowSink:
         # write() hands a Record or a row of the data columns straight to the encoder while
         # the writer is open and its calls are not timed (timing is per call).
         self._direct = not closed and not self._clock.enabled
+        if closed and self._fast is not None:
+            # A write bound before closing now reaches the class's write (and its error).
+            self._fast.disarm()
+            del self.write
+            self._fast = None
+
+    def _arm(self, limit: int) -> None:
+        """Have ``write`` encode rows straight into the current buffer until it holds
+        ``limit`` bytes, then call ``_at_limit``. Call it again whenever the buffer is
+        replaced or the limit moves (the compiled ``write`` keeps both)."""
+        self._limit = limit
+        if self._fast is not None:
+            self._fast.arm(self._buffer, limit)
 
     @property
     def n_records(self) -> int:
@@ -202,6 +227,7 @@ class RecordWriter(_RowSink):
             request_callback, self._chunk_size, make_compressor(compress_option)
         )
         self._server_metrics: str | None = None
+        self._arm(self._chunk_size)
 
     @property
     def n_bytes(self) -> int:
@@ -218,8 +244,8 @@ class RecordWriter(_RowSink):
     def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
         if self._direct and self._encoder.try_encode(record, self._buffer):
-            if len(self._buffer) >= self._chunk_size:
-                self._send_buffer()
+            if len(self._buffer) >= self._limit:
+                self._at_limit()
             return
         if self._closed:
             raise TunnelError("write to a closed RecordWriter")
@@ -231,6 +257,10 @@ class RecordWriter(_RowSink):
             self._report_rows(0)
         self._clock.add_local(started)
 
+    def _at_limit(self) -> None:
+        """A chunk is full: send it."""
+        self._send_buffer()
+
     def _send_buffer(self) -> None:
         if not self._buffer:
             return
@@ -239,6 +269,7 @@ class RecordWriter(_RowSink):
         self._body.write(self._buffer)
         self._clock.add_network(started)
         self._buffer = bytearray()
+        self._arm(self._chunk_size)
 
     def flush(self) -> None:
         """Hand what is encoded to the request now instead of at the next full chunk."""
@@ -332,9 +363,7 @@ class BufferedRecordWriter(_RowSink):
         self._request_callback = request_callback
         self._compress_option = compress_option
         self._buffer_size = buffer_size or options.block_buffer_size
-        # Where the block being filled is cut: the buffer size, or less when the writer
-        # shares its memory with others (see sessions/upload.py, WriterMemory).
-        self.block_limit = self._buffer_size
+        self._block_limit = self._buffer_size
         self._block_id_gen = block_id_gen
         self._block_id = self._check_block_id(block_id or 0)
         self._blocks_written: list[int] = []
@@ -346,6 +375,23 @@ class BufferedRecordWriter(_RowSink):
             TunnelMetrics(type(self).__name__) if self._clock.enabled else None
         )
         self._sent: list[Future] = []  # blocks in the background, for their metrics
+        self._rearm()
+
+    @property
+    def block_limit(self) -> int:
+        """Where the block being filled is cut: the buffer size, or less when the writer
+        shares its memory with others (see sessions/upload.py, WriterMemory)."""
+        return self._block_limit
+
+    @block_limit.setter
+    def block_limit(self, limit: int) -> None:
+        self._block_limit = limit
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """Stop encoding directly at the next cut: past ``block_limit`` (the block is
+        sent) or at ``_report_at`` (progress hears of the rows), whichever comes first."""
+        self._arm(min(self._block_limit + 1, self._report_at))
 
     @property
     def metrics(self) -> TunnelMetrics | None:
@@ -377,21 +423,28 @@ class BufferedRecordWriter(_RowSink):
     def write(self, record: Any) -> None:
         """Write a Record, a row (tuple/list), or a RecordBatch, Table or DataFrame."""
         if self._direct and self._encoder.try_encode(record, self._buffer):
-            size = len(self._buffer)
-            if size > self.block_limit:
-                self._flush()
-            elif size >= self._report_at:
-                self._report_rows(0)
-                self._report_at = size + self._report_every
+            if len(self._buffer) >= self._limit:
+                self._at_limit()
             return
         if self._closed:
             raise TunnelError("write to a closed BufferedRecordWriter")
         started = self._clock.start()
         self._encode(record)
         self._report_rows(0)
-        if len(self._buffer) > self.block_limit:
+        if len(self._buffer) > self._block_limit:
             self._flush()
         self._clock.add_local(started)
+
+    def _at_limit(self) -> None:
+        """The buffer reached the limit :meth:`_rearm` set: send the block if it is past
+        ``block_limit``, else tell progress about the rows of the last chunk."""
+        size = len(self._buffer)
+        if size > self._block_limit:
+            self._flush()
+        else:
+            self._report_rows(0)
+            self._report_at = size + self._report_every
+            self._rearm()
 
     def _flush(self) -> None:
         self._footer()
@@ -411,6 +464,7 @@ class BufferedRecordWriter(_RowSink):
         self.progress.add(0, body.raw_size)
         log.debug("sent block %d: %d bytes", block_id, body.raw_size)
         self._buffer = bytearray()
+        self._rearm()
         next_id = self._block_id_gen() if callable(self._block_id_gen) else block_id + 1
         self._block_id = self._check_block_id(next_id)
 
@@ -468,3 +522,7 @@ class BufferedRecordWriter(_RowSink):
             self.close()
         else:
             self._closed = True
+
+
+#: The write() methods that CDirectWrite does the same as.
+_TWINNED_WRITES = (RecordWriter.write, BufferedRecordWriter.write)
