@@ -31,6 +31,13 @@ child, its threads included); emulator CPU seconds (``/proc/<pid>/stat`` of the 
 process, before and after the phase: the work it did for that phase); peak RSS of the
 client and of the emulator (sampled every 20 ms). The ratios pyodps ÷ ours are paired per
 round. ``--check`` exits non-zero when a target of issue 13 is not met.
+
+The client's memory bound (2 × the writers' 20 MB buffer + 150 MB, from issue 5) is for a
+process holding the interpreter, pyarrow and the client, and what a transfer costs; the
+prepared data of this script (tens of MB of rows and Records, the same for both clients)
+is not part of it. It is checked as the RSS once the modules are imported plus the
+highest growth of any phase over the RSS at the start of the phases
+(``client_transfer_rss`` in the report).
 """
 
 from __future__ import annotations
@@ -122,8 +129,9 @@ def quarters(total: int, n: int = ARROW_BLOCKS) -> list[int]:
 class Phases:
     """Runs and measures the phases of one client in this process."""
 
-    def __init__(self, spec: dict[str, Any]):
+    def __init__(self, spec: dict[str, Any], imports_rss: int):
         self.spec = spec
+        self.imports_rss = imports_rss
         self.results: dict[str, dict[str, Any]] = {}
         self.client_rss = measure.RssSampler()
         self.server_rss = measure.RssSampler(spec["server_pid"])
@@ -142,7 +150,11 @@ class Phases:
     def finish(self) -> dict[str, Any]:
         self.client_rss.stop()
         self.server_rss.stop()
-        return {"phases": self.results, "client_setup_rss": self.client_rss.setup}
+        return {
+            "phases": self.results,
+            "client_setup_rss": self.client_rss.setup,
+            "client_imports_rss": self.imports_rss,
+        }
 
 
 def arrow_up(tunnel: Any, spec: dict[str, Any], batch: pa.RecordBatch) -> int:
@@ -166,6 +178,7 @@ def arrow_down(tunnel: Any, spec: dict[str, Any]) -> int:
 def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_provider_odps_tunnel.tunnel import ODPS, Record, TableTunnel
 
+    imports_rss = measure.pid_rss()
     tunnel = TableTunnel(
         ODPS(spec["ak"], spec["sk"], spec["project"], tunnel_endpoint=spec["tunnel_endpoint"])
     )
@@ -174,7 +187,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     tuples = sample_rows(min(record_rows, BATCH_ROWS))
     schema = tunnel.create_upload_session(spec["tables"]["record_records"]).schema
     records = [Record(schema=schema, values=row) for row in tuples]
-    phases = Phases(spec)
+    phases = Phases(spec, imports_rss)
 
     def record_up(table: str, data: list) -> Any:
         def upload() -> int:
@@ -217,6 +230,7 @@ def run_pyodps(spec: dict[str, Any]) -> dict[str, Any]:
     from odps.models import Record
     from odps.tunnel import TableTunnel as PyTableTunnel
 
+    imports_rss = measure.pid_rss()
     odps = PyODPS(
         spec["ak"],
         spec["sk"],
@@ -231,7 +245,7 @@ def run_pyodps(spec: dict[str, Any]) -> dict[str, Any]:
     records = [
         Record(schema=schema, values=row) for row in sample_rows(min(record_rows, BATCH_ROWS))
     ]
-    phases = Phases(spec)
+    phases = Phases(spec, imports_rss)
 
     def record_up() -> int:
         session = tunnel.create_upload_session(spec["tables"]["record_records"])
@@ -333,6 +347,22 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
                 f"| {measure.spread((v / measure.MB for v in figures(runs, phase, 'client_rss')), '.0f')} "
                 f"| {measure.spread((v / measure.MB for v in figures(runs, phase, 'server_rss')), '.0f')} |"
             )
+    print()
+    for client, runs in results.items():
+        imports = measure.spread((r["client_imports_rss"] / measure.MB for r in runs), ".0f")
+        setup = measure.spread((r["client_setup_rss"] / measure.MB for r in runs), ".0f")
+        total = measure.spread((transfer_rss(r) for r in runs), ".0f")
+        print(
+            f"{client}: RSS after imports {imports} MB, with the prepared data {setup} MB; "
+            f"client_transfer_rss (imports + highest phase growth) {total} MB"
+        )
+
+
+def transfer_rss(run: dict[str, Any]) -> float:
+    """MB: the RSS after the imports plus the highest growth of a phase over the RSS the
+    phases started from (the script's prepared data left out)."""
+    growth = max(p["client_rss"] for p in run["phases"].values()) - run["client_setup_rss"]
+    return (run["client_imports_rss"] + max(growth, 0)) / measure.MB
 
 
 def ratio(results: dict[str, list[dict[str, Any]]], phase: str, key: str) -> list[float]:
@@ -370,8 +400,8 @@ def check(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) ->
             measure.median(ratio(results, phase, "wall")),
             wall,
         )
-    peak = max(max(figures(results["ours"], p, "client_rss")) for p, *_ in PHASES) / measure.MB
-    targets.at_most("ours: highest client peak RSS MB", peak, CLIENT_RSS_MB)
+    peak = max(transfer_rss(r) for r in results["ours"])
+    targets.at_most("ours: highest client_transfer_rss MB", peak, CLIENT_RSS_MB)
     peak = max(max(figures(results["ours"], p, "server_rss")) for p, *_ in PHASES) / measure.MB
     targets.at_most("emulator: highest peak RSS MB", peak, EMULATOR_RSS_MB)
     targets.finish()
