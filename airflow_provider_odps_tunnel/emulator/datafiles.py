@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .fsutil import fsync_file
+from .fsutil import fsync_file, start_writeback
 
 __all__ = [
     "SUFFIX",
@@ -54,6 +54,8 @@ COALESCE_BYTES = 1 << 20
 # ... and batches above either are stored in slices.
 MAX_BATCH_ROWS = 65536
 MAX_BATCH_BYTES = 16 << 20
+# Bytes written after which the disk write-back of the file is started (fsutil).
+WRITEBACK_BYTES = 2 << 20
 # Custom metadata key of the closing empty batch: the stored batches' row counts.
 _INDEX_KEY = b"odps_emulator_batch_rows"
 # Rows per batch read from a Parquet file (files of earlier versions).
@@ -81,6 +83,7 @@ class DataFileWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
+        self._kicked = 0  # file size when write-back was last started
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append ``batch`` (of the file's schema)."""
@@ -117,6 +120,10 @@ class DataFileWriter:
     def _store(self, batch: pa.RecordBatch) -> None:
         self._writer.write_batch(batch)
         self._counts.append(batch.num_rows)
+        written = self._sink.tell()
+        if written - self._kicked >= WRITEBACK_BYTES:
+            start_writeback(self._sink.fileno())
+            self._kicked = written
 
     def close(self) -> None:
         """Finish the file (the row index, the footer) and make it durable."""

@@ -136,3 +136,31 @@ def test_upsert_merges_into_a_parquet_file(emulator, emulator_table, tunnel):
     session.commit()
     rows = emulator.catalog.read_table(emulator.project, table).to_pylist()
     assert sorted((r["k"], r["v"]) for r in rows) == [(1, "a"), (2, "B")]
+
+
+def test_a_growing_file_has_its_write_back_started_as_it_grows(tmp_path, monkeypatch):
+    """After a stored batch once WRITEBACK_BYTES more are written, on the file's own
+    descriptor; the file is the same."""
+    started: list[int] = []
+    monkeypatch.setattr(datafiles, "start_writeback", started.append)
+    batches = [_table(i * 4096, 4096).to_batches()[0] for i in range(16)]
+    monkeypatch.setattr(datafiles, "WRITEBACK_BYTES", 10**9)
+    _written(tmp_path, batches)
+    assert started == []  # a file smaller than WRITEBACK_BYTES
+    monkeypatch.setattr(datafiles, "WRITEBACK_BYTES", 64 * 1024)  # below a stored batch
+    stored, sizes = _written(tmp_path, batches)
+    assert stored.equals(pa.concat_tables(pa.Table.from_batches([b]) for b in batches))
+    assert len(started) == len([n for n in sizes if n]) == 4  # 16,384 rows per stored batch
+    assert len(set(started)) == 1  # one descriptor: the file being written
+
+
+def test_start_writeback_is_the_kernels(tmp_path):
+    """The suite runs on Linux, where the C library has sync_file_range."""
+    from airflow_provider_odps_tunnel.emulator import fsutil
+
+    assert fsutil._SYNC_FILE_RANGE is not None
+    with open(tmp_path / "f", "wb") as fh:
+        fh.write(b"x" * 100_000)
+        fsutil.start_writeback(fh.fileno())  # returns at once; fsync still persists
+        fh.flush()
+    assert (tmp_path / "f").read_bytes() == b"x" * 100_000
