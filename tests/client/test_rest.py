@@ -240,6 +240,8 @@ def test_proxies_from_the_environment_are_used(server, monkeypatch):
     assert proxied.request("GET", "/x").content == b"via proxy"
     assert server.seen[0].headers["host"] == "tunnel.invalid"
 
+    # NO_PROXY names the server: the request goes to it directly, not to the (dead) proxy
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     server.answers.append(Answer(200, b"direct"))
     direct = client(server)

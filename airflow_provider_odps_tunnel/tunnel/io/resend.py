@@ -60,14 +60,12 @@ class _PushedPass:
 
     def __init__(self, body: SpooledBody):
         self._body = body
-        self._pull: Iterator[bytes | memoryview] | None = None
+        self._pull = body._pull()  # a generator: nothing is pulled before next()
 
     def __iter__(self) -> Iterator[bytes | memoryview]:
         return self
 
     def __next__(self) -> bytes | memoryview:
-        if self._pull is None:
-            self._pull = self._body._pull()
         return next(self._pull)
 
     def push_into(self, send: Callable[[list], None]) -> None:
